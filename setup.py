@@ -1,0 +1,47 @@
+"""One install for the whole toolkit: the `serl_launcher` library and the `franka_sim` environments.
+
+Versions are pinned to a set tested together on a 2-core CPU machine (Python 3.11).
+"""
+from setuptools import find_packages, setup
+
+CORE = [
+    "jax==0.10.2",
+    "jaxlib==0.10.2",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "chex==0.1.92",
+    "numpy==2.4.6",
+    "scipy==1.17.1",
+    "orbax-checkpoint==0.12.8",
+    "gymnasium[mujoco]==1.4.0",
+    "mujoco==3.17.0",
+    "imageio",
+    "pillow",
+    "absl-py==2.5.1",
+    "ml-collections==1.1.0",
+    "pyzmq==27.3.0",
+    "msgpack==1.2.4",
+    "tqdm==4.70.1",
+    "wandb==0.31.0",
+    "tfrecord==1.14.6",
+    "crc32c==2.9.post0",
+]
+
+EXTRAS = {
+    "dev": ["pytest==9.2.0", "pytest-timeout==2.4.0", "matplotlib==3.11.2"],
+    # TensorFlow Datasets: only for the RLDS compatibility tests; our reader/writer never needs it.
+    "rlds": ["tensorflow-cpu==2.21.0", "tensorflow-datasets==4.9.10"],
+    "envs": ["dm-control==1.0.50", "gymnasium[box2d]==1.4.0"],
+}
+
+setup(
+    name="serl-jax",
+    version="0.1.0",
+    description="Sample-efficient robot reinforcement learning in JAX: asynchronous SAC learner/actor, "
+    "ZeroMQ transport and MuJoCo Franka environments.",
+    python_requires=">=3.10",
+    packages=find_packages(include=["serl_launcher*", "franka_sim*"]),
+    package_data={"franka_sim": ["assets/*.xml"]},
+    install_requires=CORE,
+    extras_require=EXTRAS,
+)
