@@ -1,0 +1,100 @@
+"""Multi-layer perceptrons: a single one (the policy trunk) and an ensemble (the critics).
+
+Layer order, as in SERL: Dense -> LayerNorm (optional) -> activation.
+"""
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def default_init(scale: float = 1.0) -> Callable:
+    """Glorot-uniform ("fan_avg"), SERL's default for every Dense layer."""
+    return nn.initializers.variance_scaling(scale, "fan_avg", "uniform")
+
+
+def _ensemble_init(scale: float = 1.0) -> Callable:
+    """Glorot-uniform for a (members, in, out) kernel: each member is initialised independently."""
+    return nn.initializers.variance_scaling(scale, "fan_avg", "uniform", in_axis=-2, out_axis=-1, batch_axis=(0,))
+
+
+class MLP(nn.Module):
+    hidden_dims: Sequence[int]
+    activations: Callable[[jax.Array], jax.Array] = nn.tanh
+    activate_final: bool = False
+    use_layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for i, size in enumerate(self.hidden_dims):
+            x = nn.Dense(size, kernel_init=default_init())(x)
+            if i + 1 < len(self.hidden_dims) or self.activate_final:
+                if self.use_layer_norm:
+                    x = nn.LayerNorm()(x)
+                x = self.activations(x)
+        return x
+
+
+class EnsembleDense(nn.Module):
+    """`members` independent Dense layers evaluated together.
+
+    Kernel shape (members, in, out). The input is either shared by all members (batch, in) or
+    per member (members, batch, in); the output is (members, batch, out). Keeping the member axis
+    explicit (rather than `nn.vmap`) lets the agent gather a subset of members' parameters, e.g.
+    the 2 target critics REDQ actually uses out of 10.
+    """
+
+    members: int
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", _ensemble_init(), (self.members, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.members, self.features))
+        return ensemble_dense(x, kernel, bias)
+
+
+def ensemble_dense(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+    if x.ndim == 2:  # shared input: one matmul against all members' kernels
+        y = jnp.einsum("bi,eio->ebo", x, kernel)
+    else:
+        y = jnp.einsum("ebi,eio->ebo", x, kernel)
+    return y + bias[:, None, :]
+
+
+class EnsembleLayerNorm(nn.Module):
+    """LayerNorm over the feature axis with a separate scale and bias per member."""
+
+    members: int
+    epsilon: float = 1e-6
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        features = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (self.members, features))
+        bias = self.param("bias", nn.initializers.zeros, (self.members, features))
+        mean = jnp.mean(x, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+        y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
+        return y * scale[:, None, :] + bias[:, None, :]
+
+
+class EnsembleMLP(nn.Module):
+    """`members` MLPs with identical architecture and independent weights: (batch, in) -> (members, batch, out)."""
+
+    members: int
+    hidden_dims: Sequence[int]
+    activations: Callable[[jax.Array], jax.Array] = nn.tanh
+    activate_final: bool = False
+    use_layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for i, size in enumerate(self.hidden_dims):
+            x = EnsembleDense(self.members, size)(x)
+            if i + 1 < len(self.hidden_dims) or self.activate_final:
+                if self.use_layer_norm:
+                    x = EnsembleLayerNorm(self.members)(x)
+                x = self.activations(x)
+        return x

@@ -1,0 +1,188 @@
+import flax.linen as nn
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from serl_launcher.agents.continuous.sac import SACAgent
+from serl_launcher.data.replay_buffer import ReplayBuffer
+from serl_launcher.utils.checkpoints import AgentCheckpointer
+from serl_launcher.utils.launcher import make_sac_agent
+
+OBS_DIM, ACT_DIM = 5, 2
+SMALL = {"hidden_dims": (16, 16), "activations": nn.tanh, "use_layer_norm": True}
+
+
+def _small_agent(sample_obs=None, **kwargs):
+    sample_obs = np.zeros(OBS_DIM, np.float32) if sample_obs is None else sample_obs
+    kwargs = {"critic_ensemble_size": 4, "critic_subsample_size": 2, "temperature_init": 0.1, "discount": 0.99, **kwargs}
+    return SACAgent.create_states(jax.random.PRNGKey(0), sample_obs, np.zeros(ACT_DIM, np.float32),
+                                  critic_network_kwargs=SMALL, policy_network_kwargs=SMALL, **kwargs)
+
+
+def _batch(n, seed=0, obs_dim=OBS_DIM):
+    rng = np.random.default_rng(seed)
+    return {
+        "observations": rng.normal(size=(n, obs_dim)).astype(np.float32),
+        "next_observations": rng.normal(size=(n, obs_dim)).astype(np.float32),
+        "actions": rng.uniform(-1, 1, size=(n, ACT_DIM)).astype(np.float32),
+        "rewards": rng.normal(size=n).astype(np.float32),
+        "masks": (rng.uniform(size=n) > 0.1).astype(np.float32),
+        "dones": np.zeros(n, bool),
+    }
+
+
+@pytest.fixture(scope="module")
+def agent():
+    return _small_agent()
+
+
+def _assert_trees_close(a, b, **tolerances):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), **tolerances)
+
+
+def test_sample_actions_single_and_batched(agent):
+    key = jax.random.PRNGKey(1)
+    single = agent.sample_actions(np.zeros(OBS_DIM, np.float32), seed=key)
+    batched = agent.sample_actions(np.zeros((7, OBS_DIM), np.float32), seed=key)
+    assert single.shape == (ACT_DIM,) and batched.shape == (7, ACT_DIM) and single.dtype == jnp.float32
+    assert np.all(np.abs(np.asarray(batched)) <= 1)
+    mode = agent.sample_actions(np.ones(OBS_DIM, np.float32), argmax=True)
+    np.testing.assert_array_equal(mode, agent.sample_actions(np.ones(OBS_DIM, np.float32), argmax=True))
+    other = agent.sample_actions(np.zeros(OBS_DIM, np.float32), seed=jax.random.PRNGKey(2))
+    assert not np.allclose(single, other)
+    with pytest.raises(ValueError, match="seed"):
+        agent.sample_actions(np.zeros(OBS_DIM, np.float32))
+
+
+def test_update_high_utd_equals_critic_steps_then_actor_step(agent):
+    batch = _batch(32)
+    fused, fused_info = agent.update_high_utd(batch, utd_ratio=4)
+
+    sequential, infos = agent, []
+    for i in range(4):
+        minibatch = jax.tree.map(lambda x: x[i * 8:(i + 1) * 8], batch)
+        sequential, info = sequential.update(minibatch, networks_to_update=frozenset({"critic"}))
+        infos.append(info)
+    sequential, actor_info = sequential.update(batch, networks_to_update=frozenset({"actor", "temperature"}))
+
+    _assert_trees_close(fused.state, sequential.state, rtol=2e-5, atol=2e-6)
+    assert int(fused.state.step) == 5
+    np.testing.assert_allclose(fused_info["critic_loss"], np.mean([i["critic_loss"] for i in infos]), rtol=1e-5)
+    for key in ("actor_loss", "temperature", "entropy", "temperature_loss"):
+        np.testing.assert_allclose(fused_info[key], actor_info[key], rtol=1e-5)
+    for key in ("critic_loss", "actor_loss", "temperature", "entropy", "predicted_qs", "target_qs"):
+        assert np.isfinite(fused_info[key])
+    # Learning happened (warm-up makes the very first step of each optimiser a no-op; the critic took 4).
+    moved = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(fused.state.params["critic"]),
+                                                   jax.tree.leaves(agent.state.params["critic"]))]
+    assert all(moved)
+
+
+def test_update_high_utd_rejects_indivisible_batch(agent):
+    with pytest.raises(ValueError, match="not divisible"):
+        agent.update_high_utd(_batch(30), utd_ratio=4)
+
+
+def test_target_moves_by_tau(agent):
+    updated, _ = agent.update(_batch(16), networks_to_update=frozenset({"critic"}))
+    tau = agent.config.soft_target_update_rate
+    expected = jax.tree.map(lambda new, old: tau * new + (1 - tau) * old,
+                            updated.state.params["critic"], agent.state.target_params["critic"])
+    _assert_trees_close(updated.state.target_params["critic"], expected, rtol=1e-6, atol=1e-7)
+    _assert_trees_close(updated.state.params["actor"], agent.state.params["actor"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("target_entropy, direction", [(-50.0, -1), (50.0, +1)])
+def test_temperature_moves_toward_target_entropy(target_entropy, direction):
+    agent = _small_agent(target_entropy=target_entropy)
+    updated, info = agent.update(_batch(64), networks_to_update=frozenset({"temperature"}))
+    change = float(updated.temperature() - agent.temperature())
+    # Entropy above the target lowers the temperature; below it raises the temperature.
+    assert np.sign(change) == direction
+    _assert_trees_close(updated.state.params["actor"], agent.state.params["actor"], rtol=0, atol=0)
+
+
+def test_dict_observations_work_end_to_end():
+    sample = {"state": {"tcp_pos": np.zeros(3, np.float32), "gripper": np.zeros(1, np.float32)}, "cube": np.zeros(2, np.float32)}
+    agent = _small_agent(sample_obs=sample)
+    flat = _batch(16, obs_dim=6)
+
+    def to_dict(x):
+        return {"state": {"tcp_pos": x[:, :3], "gripper": x[:, 3:4]}, "cube": x[:, 4:]}
+
+    batch = {**flat, "observations": to_dict(flat["observations"]), "next_observations": to_dict(flat["next_observations"])}
+    updated, info = agent.update_high_utd(batch, utd_ratio=2)
+    assert np.isfinite(info["critic_loss"])
+    single = {"state": {"tcp_pos": np.ones(3, np.float32), "gripper": np.ones(1, np.float32)}, "cube": np.ones(2, np.float32)}
+    assert updated.sample_actions(single, argmax=True).shape == (ACT_DIM,)
+    with pytest.raises(ValueError, match="structure"):
+        updated.sample_actions({"cube": np.ones(2, np.float32)}, argmax=True)
+
+
+def test_make_sac_agent_matches_serl_defaults():
+    agent = make_sac_agent(0, np.zeros(10, np.float32), np.zeros(4, np.float32))
+    n_params = sum(x.size for x in jax.tree.leaves(agent.state.params))
+    assert n_params == 780_819  # SERL's figure for this configuration (../shared/baselines.md)
+    assert agent.config.critic_def.members == 10 and agent.config.critic_subsample_size == 2
+    assert agent.config.target_entropy == -2.0 and agent.config.discount == 0.99 and not agent.config.backup_entropy
+    temperature = agent.config.temperature_def.apply({"params": agent.state.params["temperature"]})
+    np.testing.assert_allclose(temperature, 1e-2, rtol=1e-5)
+    plain = make_sac_agent(0, np.zeros(10, np.float32), np.zeros(4, np.float32), critic_ensemble_size=2, critic_subsample_size=None)
+    assert sum(x.size for x in jax.tree.leaves(plain.state.params)) == 213_515
+
+
+def test_checkpoint_round_trip(tmp_path, agent):
+    trained, _ = agent.update_high_utd(_batch(16), utd_ratio=2)
+    checkpointer = AgentCheckpointer(str(tmp_path / "ckpt"))
+    checkpointer.save(7, trained, {"env_steps": 123})
+    restored, metadata = checkpointer.restore(_small_agent())
+    assert metadata == {"env_steps": 123} and checkpointer.latest_step() == 7
+    _assert_trees_close(restored.state, trained.state, rtol=0, atol=0)
+    with pytest.raises(FileNotFoundError):
+        AgentCheckpointer(str(tmp_path / "empty")).restore(_small_agent())
+
+
+@pytest.mark.slow
+def test_learns_pendulum():
+    """A synchronous loop (act, insert, update_high_utd every 4 steps) reaches mean eval return >= -250."""
+    env = gym.wrappers.RescaleAction(gym.make("Pendulum-v1"), -1.0, 1.0)
+    eval_env = gym.wrappers.RescaleAction(gym.make("Pendulum-v1"), -1.0, 1.0)
+    network = {"hidden_dims": (64, 64), "activations": nn.tanh, "use_layer_norm": True}
+    adam = {"learning_rate": 1e-3}
+    agent = SACAgent.create_states(
+        jax.random.PRNGKey(0), env.observation_space.sample(), env.action_space.sample(),
+        critic_network_kwargs=network, policy_network_kwargs=network, critic_ensemble_size=2,
+        temperature_init=1.0, discount=0.99,
+        actor_optimizer_kwargs=adam, critic_optimizer_kwargs=adam, temperature_optimizer_kwargs=adam)
+    buffer = ReplayBuffer(env.observation_space, env.action_space, capacity=10_000, seed=0)
+    env.action_space.seed(0)
+    key = jax.random.PRNGKey(1)
+    observation, _ = env.reset(seed=0)
+    for step in range(8000):
+        if step < 1000:
+            action = env.action_space.sample() / 2
+        else:
+            key, sample_key = jax.random.split(key)
+            action = np.asarray(agent.sample_actions(observation, seed=sample_key))
+        next_observation, reward, terminated, truncated, _ = env.step(action)
+        buffer.insert({"observations": observation, "next_observations": next_observation, "actions": action,
+                       "rewards": reward, "masks": 1.0 - terminated, "dones": terminated or truncated})
+        observation = next_observation
+        if terminated or truncated:
+            observation, _ = env.reset()
+        if step >= 1000 and step % 4 == 0:
+            agent, _ = agent.update_high_utd(buffer.sample(512), utd_ratio=4)
+
+    returns = []
+    for episode in range(5):
+        observation, _ = eval_env.reset(seed=100 + episode)
+        episode_return, done = 0.0, False
+        while not done:
+            observation, reward, terminated, truncated, _ = eval_env.step(np.asarray(agent.sample_actions(observation, argmax=True)))
+            episode_return += reward
+            done = terminated or truncated
+        returns.append(episode_return)
+    assert np.mean(returns) >= -250, returns
