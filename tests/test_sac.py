@@ -76,7 +76,7 @@ def test_update_high_utd_equals_critic_steps_then_actor_step(agent):
     for key in ("critic_loss", "actor_loss", "temperature", "entropy", "predicted_qs", "target_qs"):
         assert np.isfinite(fused_info[key])
     # Learning happened (warm-up makes the very first step of each optimiser a no-op; the critic took 4).
-    moved = [not np.allclose(a, b) for a, b in zip(jax.tree.leaves(fused.state.params["critic"]),
+    moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(fused.state.params["critic"]),
                                                    jax.tree.leaves(agent.state.params["critic"]))]
     assert all(moved)
 
