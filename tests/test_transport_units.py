@@ -1,0 +1,188 @@
+"""Unit tests of the transport's pieces that need no socket: codec, batching, stores, sessions, config."""
+
+import struct
+
+import ml_dtypes
+import msgpack
+import numpy as np
+import pytest
+
+from serl_launcher.transport import QueuedDataStore, TrainerConfig, codec, keys, pytree
+from serl_launcher.transport.config import describe_mismatch, fingerprint, shared_view
+from serl_launcher.transport.errors import DecodeError
+from serl_launcher.transport.sessions import SessionTable
+
+
+def test_codec_round_trips_plain_data_and_arrays_exactly():
+    rng = np.random.default_rng(0)
+    tree = {
+        "f32": rng.standard_normal((3, 4)).astype(np.float32),
+        "bf16": rng.standard_normal(5).astype(ml_dtypes.bfloat16),
+        "empty": np.zeros((0, 7), np.int16),
+        "bools": np.array([True, False]),
+        "scalar": np.float32(0.1),
+        "zero_d": np.array(7, np.uint8),
+        "noncontiguous": np.arange(12, dtype=np.int64).reshape(3, 4).T,
+        "plain": [1, -2.5, "text", b"raw", None, True, {"nested": [np.int32(3)]}],
+    }
+    out = codec.decode(codec.encode(tree))
+    assert out.keys() == tree.keys()
+    for key in ("f32", "bf16", "empty", "bools", "zero_d", "noncontiguous"):
+        assert out[key].dtype == tree[key].dtype and out[key].shape == tree[key].shape
+        assert out[key].tobytes() == np.ascontiguousarray(tree[key]).tobytes()
+        assert out[key].flags.writeable
+    assert type(out["scalar"]) is np.float32 and out["scalar"] == tree["scalar"]
+    assert out["plain"][:6] == [1, -2.5, "text", b"raw", None, True]
+    assert type(out["plain"][6]["nested"][0]) is np.int32
+
+
+def test_codec_converts_mappings_tuples_and_array_likes():
+    class ArrayLike:
+        def __array__(self, dtype=None, copy=None):
+            return np.arange(3, dtype=np.float32)
+
+    class FrozenMapping(dict):
+        pass
+
+    out = codec.decode(codec.encode({"m": FrozenMapping(a=1), "t": (1, 2), "x": ArrayLike()}))
+    assert out["m"] == {"a": 1} and out["t"] == [1, 2]
+    np.testing.assert_array_equal(out["x"], np.arange(3, dtype=np.float32))
+
+
+@pytest.mark.parametrize("value", [np.array([object()]), np.array(["text"]), object()])
+def test_codec_refuses_to_encode_unsafe_or_unsupported_values(value):
+    with pytest.raises(TypeError):
+        codec.encode(value)
+
+
+def _frame(skeleton: bytes, data: bytes = b"") -> bytes:
+    return struct.pack("<I", len(skeleton)) + skeleton + data
+
+
+def _array(flags, name, shape, data):
+    header = bytes([flags, len(name)]) + name + bytes([len(shape)]) + b"".join(d.to_bytes(8, "little") for d in shape)
+    return _frame(msgpack.packb(msgpack.ExtType(1, header)), data)
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (b"\x01\x00\x00", "too short"),
+        (b"\xff\xff\xff\x00garbage", "too short"),
+        (_frame(b"\xc1\xff\x00garbage"), "malformed"),
+        (_frame(msgpack.packb({"a": 1}) + b"\x01"), "extra data"),
+        (_frame(msgpack.packb({"a": 1}), b"\x00"), "1 bytes after the last array"),
+        (_frame(msgpack.packb(msgpack.ExtType(7, b"x"))), "unknown msgpack extension"),
+        (_array(0, b"object", (1,), b"\x00" * 8), "dtype 'object' is not allowed"),
+        (_array(0, b"float32", (4,), b"\x00" * 15), "needs 16 bytes"),
+        (_array(0, b"float32", (4,), b"\x00" * 17), "1 bytes after the last array"),
+        (_array(0, b"float32", (2**62, 2**62), b""), "needs"),
+        (_array(0, b"bool", (2,), b"\x00\x02"), "other than 0 and 1"),
+        (_array(4, b"float32", (), b"\x00" * 4), "bad array header"),
+        (_frame(msgpack.packb(msgpack.ExtType(1, b"\x00\x07float"))), "truncated array header"),
+        (_frame(msgpack.packb(msgpack.ExtType(1, b"\x00\x04int8\x00extra"))), "trailing bytes"),
+        (_frame(b"\x91" * 100_000 + b"\xc0"), "StackError"),  # 100k nested lists
+        (_frame(msgpack.packb({1: 2})), "map key"),
+    ],
+)
+def test_codec_rejects_malformed_or_unsafe_bytes(data, match):
+    with pytest.raises(DecodeError, match=match):
+        codec.decode(data)
+
+
+def test_stack_and_take_are_inverse_and_check_structure():
+    items = [{"obs": {"a": np.full(2, i, np.float32)}, "r": float(i), "d": bool(i % 2)} for i in range(5)]
+    stacked = pytree.stack(items)
+    assert stacked["obs"]["a"].shape == (5, 2) and stacked["r"].dtype == np.float64 and stacked["d"].dtype == bool
+    assert pytree.batch_length(stacked) == 5
+    row = pytree.take(stacked, 3)
+    assert row["r"] == 3.0 and row["d"] and row["obs"]["a"].tolist() == [3.0, 3.0]
+    assert pytree.take(stacked, slice(2, None))["r"].tolist() == [2.0, 3.0, 4.0]
+    with pytest.raises(ValueError, match="structure"):
+        pytree.stack(items + [{"obs": {"a": np.zeros(2)}, "r": 0.0}])
+
+
+@pytest.mark.parametrize(
+    "batch",
+    [{"a": np.zeros(3), "b": np.zeros(4)}, {"a": np.float32(1.0)}, {"a": [1, 2]}, {}, {"a": {}}, {"a": "text"}],
+)
+def test_batch_length_rejects_inconsistent_batches(batch):
+    with pytest.raises(ValueError):
+        pytree.batch_length(batch)
+
+
+def test_queued_data_store_ids_and_eviction_follow_agentlace():
+    store = QueuedDataStore(3)
+    assert store.latest_data_id() == -1 and len(store) == 0 and store.get_latest_data(-1) == []
+    for i in range(5):
+        store.insert(i)
+    assert store.latest_data_id() == 4 and len(store) == 3
+    assert store.get_latest_data(-1) == [2, 3, 4]
+    assert store.get_latest_data(2) == [3, 4]
+    assert store.get_latest_data(4) == []
+    assert store.get_latest_data_with_id(0) == (2, [2, 3, 4])
+    assert store.get_latest_data_with_id(3) == (4, [4])
+
+
+def test_default_batch_insert_inserts_rows_in_order():
+    store = QueuedDataStore(10)
+    store.batch_insert({"x": np.arange(4), "y": {"z": np.arange(4) * 10}})
+    assert [(int(r["x"]), int(r["y"]["z"])) for r in store.get_latest_data(-1)] == [(0, 0), (1, 10), (2, 20), (3, 30)]
+
+
+def test_session_table_skips_exactly_the_rows_already_stored():
+    table, inserted = SessionTable(), []
+
+    def deliver(session, first, n):
+        return table.deliver(
+            "actor_env", session, first, n, 0, 0, lambda skip: inserted.append((session, first + skip, n - skip))
+        )
+
+    assert deliver("s1", 0, 10) == 9
+    assert deliver("s1", 5, 10) == 14  # resend overlapping 5 rows
+    assert deliver("s1", 0, 10) == 14  # full duplicate: nothing inserted
+    assert deliver("s2", 0, 4) == 3  # another session (restarted actor): ids from 0 again
+    assert inserted == [("s1", 0, 10), ("s1", 10, 5), ("s2", 0, 4)]
+    stats = table.snapshot()
+    assert stats["actor_env/s1"]["received"] == 15 and stats["actor_env/s1"]["duplicates"] == 15
+    assert stats["actor_env/s2"]["received"] == 4
+
+
+def test_session_table_records_nothing_when_insert_fails():
+    table = SessionTable()
+
+    def broken(skip):
+        raise RuntimeError("buffer full")
+
+    with pytest.raises(RuntimeError):
+        table.deliver("a", "s", 0, 3, 0, 0, broken)
+    assert table.deliver("a", "s", 0, 3, 0, 0, lambda skip: None) == 2
+    stats = table.snapshot()["a/s"]
+    assert stats["received"] == 3 and stats["rejected_batches"] == 1
+
+
+def test_config_fingerprint_covers_shared_fields_only():
+    base = TrainerConfig(request_types=["b", "a"])
+    assert fingerprint(base) == fingerprint(TrainerConfig(request_types=["a", "b"], bind_address="127.0.0.1"))
+    assert fingerprint(base) != fingerprint(TrainerConfig(request_types=["a", "b"], version="2"))
+    assert fingerprint(TrainerConfig(rate_limit=10)) == fingerprint(TrainerConfig(rate_limit=10.0))
+    message = describe_mismatch(shared_view(base), shared_view(TrainerConfig(version="2")))
+    assert "version" in message and "request_types" in message and "port_number" not in message
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"port_number": 0}, {"port_number": 5, "broadcast_port": 5}, {"request_types": ["__data__"]}]
+)
+def test_config_rejects_invalid_values(kwargs):
+    with pytest.raises(ValueError):
+        TrainerConfig(**kwargs)
+
+
+def test_key_command_writes_loadable_key_pairs(tmp_path, capsys):
+    keys.main([str(tmp_path), "learner", "actor"])
+    public = keys.load_public_key(str(tmp_path / "learner.key"))
+    pair = keys.load_key_pair(str(tmp_path / "learner.key_secret"))
+    assert pair[0] == public and len(pair[1]) == 40
+    assert "actor" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="secret"):
+        keys.load_key_pair(str(tmp_path / "actor.key"))
