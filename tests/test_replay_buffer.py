@@ -39,7 +39,6 @@ def test_wrap_around_keeps_the_newest_rows():
     buffer.batch_insert(_transitions(4, 3))  # wraps: ids 2..6 remain
     assert len(buffer) == 5 and buffer.latest_data_id() == 6
     assert set(buffer.sample(200)["rewards"].tolist()) == {2.0, 3.0, 4.0, 5.0, 6.0}
-    np.testing.assert_array_equal(buffer.get_latest_data(3)["rewards"], [4, 5, 6])
     buffer.batch_insert(_transitions(100, 12))  # larger than capacity: the last 5 survive
     assert set(buffer.sample(200)["rewards"].tolist()) == {107.0, 108.0, 109.0, 110.0, 111.0}
 

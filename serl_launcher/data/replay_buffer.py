@@ -82,13 +82,6 @@ class ReplayBuffer(DataStoreBase):
             indices = self._rng.integers(0, self._size, size=batch_size)
             return jax.tree.map(lambda buffer: buffer[indices], self._storage)
 
-    def get_latest_data(self, from_id: int):
-        """Transitions with id > from_id still held, column-wise (DataStoreBase interface)."""
-        with self._lock:
-            start = max(from_id + 1, self._inserted - self._size)
-            ids = np.arange(start, self._inserted)
-            return jax.tree.map(lambda buffer: buffer[ids % self.capacity], self._storage)
-
     def get_iterator(self, batch_size: int, queue_size: int = 2, device=None) -> Iterator:
         """Batches sampled and copied to `device` by a background thread, `queue_size` ahead."""
         return PrefetchIterator(lambda: self.sample(batch_size), queue_size=queue_size, device=device)

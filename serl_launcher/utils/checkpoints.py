@@ -1,9 +1,19 @@
 """Agent checkpoints with orbax: the whole train state plus a small JSON of counters."""
+import logging
 import os
 from typing import Optional
 
 import jax
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
+
+
+def _hide_orbax_info(record: logging.LogRecord) -> bool:
+    """orbax logs a dozen INFO lines per save through absl; keep only its warnings and errors."""
+    return record.levelno >= logging.WARNING or "orbax" not in record.pathname
+
+
+absl_logging.get_absl_logger().addFilter(_hide_orbax_info)
 
 
 class AgentCheckpointer:
