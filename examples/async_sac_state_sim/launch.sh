@@ -6,8 +6,8 @@
 # background, logging to $RUN_DIR/{learner,actor}.log; this script follows the learner's log and
 # Ctrl-C stops both, the learner saving a final checkpoint. Extra flags go to both processes.
 set -euo pipefail
-cd "$(dirname "$0")"
-RUN_DIR=$(mkdir -p "${RUN_DIR:-../../runs/pick_cube}" && cd "${RUN_DIR:-../../runs/pick_cube}" && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
+RUN_DIR=$(mkdir -p "${RUN_DIR:-runs/pick_cube}" && cd "${RUN_DIR:-runs/pick_cube}" && pwd)
 export CHECKPOINT_PATH=${CHECKPOINT_PATH:-$RUN_DIR/checkpoints}
 # Simulation defaults for a small machine: actors wait whenever the learner falls below
 # TARGET_UTD critic steps per environment step (see --target_utd).
@@ -15,14 +15,14 @@ FLAGS=(--target_utd "${TARGET_UTD:-4}" --exp_name "${EXP_NAME:-pick_cube}" "$@")
 
 if command -v tmux >/dev/null && [ -t 1 ] && [ -z "${NO_TMUX:-}" ]; then
     quoted=$(printf '%q ' "${FLAGS[@]}")
-    tmux new-session -d -s serl -x 220 -y 50 "./run_learner.sh $quoted; read -p 'learner exited; Enter closes'"
-    tmux split-window -h -t serl "sleep 2; ./run_actor.sh $quoted; read -p 'actor exited; Enter closes'"
+    tmux new-session -d -s serl -x 220 -y 50 -c "$PWD" "$here/run_learner.sh $quoted; read -p 'learner exited; Enter closes'"
+    tmux split-window -h -t serl -c "$PWD" "sleep 2; $here/run_actor.sh $quoted; read -p 'actor exited; Enter closes'"
     exec tmux attach -t serl
 fi
 
-./run_learner.sh "${FLAGS[@]}" >"$RUN_DIR/learner.log" 2>&1 &
+"$here/run_learner.sh" "${FLAGS[@]}" >"$RUN_DIR/learner.log" 2>&1 &
 learner=$!
-./run_actor.sh "${FLAGS[@]}" >"$RUN_DIR/actor.log" 2>&1 &
+"$here/run_actor.sh" "${FLAGS[@]}" >"$RUN_DIR/actor.log" 2>&1 &
 actor=$!
 stop() {
     kill -TERM "$actor" "$learner" 2>/dev/null || true
