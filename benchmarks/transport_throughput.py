@@ -16,13 +16,13 @@ measured there on a machine like this one (2 cores, loopback), not in this run.
 
 import argparse
 import multiprocessing as mp
-import socket
 import time
 
 import numpy as np
 from tqdm import tqdm
 
 from serl_launcher.transport import DataStoreBase, QueuedDataStore, TrainerClient, TrainerConfig, TrainerServer
+from serl_launcher.transport.sockets import free_ports
 
 # agentlace on a machine like this one, loopback (../shared/baselines.md).
 BASELINE = {
@@ -96,16 +96,6 @@ def sac_params(rng) -> dict:
 
 def _map(fn, tree):
     return {k: _map(fn, v) for k, v in tree.items()} if isinstance(tree, dict) else fn(tree)
-
-
-def free_ports(n: int) -> list:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind((HOST, 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def actor_process(config, n_transitions: int, seed: int, ready, go, results):

@@ -1,13 +1,13 @@
 """End to end: learner and actor as separate processes on loopback, then a resumed learner."""
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
+from serl_launcher.transport.sockets import free_ports
 from serl_launcher.utils.checkpoints import AgentCheckpointer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -15,16 +15,6 @@ SCRIPT = os.path.join(ROOT, "examples", "async_sac_state_sim", "async_sac_state_
 SMALL = ["--debug", "--hidden_dims", "32,32", "--critic_ensemble_size", "2", "--critic_subsample_size", "0",
          "--batch_size", "16", "--critic_actor_ratio", "2", "--training_starts", "100", "--random_steps", "50",
          "--log_period", "10", "--target_utd", "0.5", "--steps_per_update", "10"]
-
-
-def _free_ports(n=2):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def _start(role_flags, log_path, extra_env=None):
@@ -43,7 +33,7 @@ def _finish(process, timeout):
 
 @pytest.mark.slow
 def test_learner_and_actor_train_checkpoint_and_resume(tmp_path):
-    port, broadcast = _free_ports()
+    port, broadcast = free_ports(2)
     ports = ["--port_number", str(port), "--broadcast_port", str(broadcast)]
     checkpoints = tmp_path / "checkpoints"
     learner_flags = ["--learner", *SMALL, *ports, "--max_steps", "60", "--checkpoint_path", str(checkpoints),

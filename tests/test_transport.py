@@ -34,20 +34,11 @@ from serl_launcher.transport import (
     keys,
 )
 from serl_launcher.transport.config import fingerprint
+from serl_launcher.transport.sockets import free_ports
 
 LOOPBACK = "127.0.0.1"
 REQUEST_TYPES = ["send-stats", "echo"]
 pytestmark = pytest.mark.timeout(60)
-
-
-def free_ports(n: int) -> list:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind((LOOPBACK, 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def make_config(**overrides) -> TrainerConfig:

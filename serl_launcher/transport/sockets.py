@@ -7,6 +7,7 @@ seconds even without a TCP reset; RECONNECT_IVL_MAX so reconnection keeps
 retrying at most every second while the learner is down.
 """
 
+import socket
 from typing import Optional
 
 import zmq
@@ -69,3 +70,14 @@ def _socket(ctx: zmq.Context, kind: int, config: TrainerConfig, options) -> zmq.
     sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, _HEARTBEAT_TIMEOUT_MS)
     sock.setsockopt(zmq.RECONNECT_IVL_MAX, _RECONNECT_MAX_MS)
     return sock
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list:
+    """`n` TCP ports free on `host` right now, for tests and benchmarks that run several learners."""
+    probes = [socket.socket() for _ in range(n)]
+    for probe in probes:
+        probe.bind((host, 0))
+    ports = [probe.getsockname()[1] for probe in probes]
+    for probe in probes:
+        probe.close()
+    return ports
