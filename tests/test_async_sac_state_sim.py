@@ -7,10 +7,12 @@ import time
 
 import pytest
 
+from serl_launcher.data.rlds import read_rlds_dataset
 from serl_launcher.transport.sockets import free_ports
 from serl_launcher.utils.checkpoints import AgentCheckpointer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMOS = os.path.join(ROOT, "demos", "pick_cube_20_scripted")
 SCRIPT = os.path.join(ROOT, "examples", "async_sac_state_sim", "async_sac_state_sim.py")
 SMALL = ["--debug", "--hidden_dims", "32,32", "--critic_ensemble_size", "2", "--critic_subsample_size", "0",
          "--batch_size", "16", "--critic_actor_ratio", "2", "--training_starts", "100", "--random_steps", "50",
@@ -33,16 +35,18 @@ def _finish(process, timeout):
 
 @pytest.mark.slow
 def test_learner_and_actor_train_checkpoint_and_resume(tmp_path):
+    """Also: demos preloaded into the buffer, and every received episode logged as RLDS."""
     port, broadcast = free_ports(2)
     ports = ["--port_number", str(port), "--broadcast_port", str(broadcast)]
     checkpoints = tmp_path / "checkpoints"
     learner_flags = ["--learner", *SMALL, *ports, "--max_steps", "60", "--checkpoint_path", str(checkpoints),
                      "--checkpoint_period", "20"]
+    first_run_flags = ["--preload_rlds_path", DEMOS, "--log_rlds_path", str(tmp_path / "received")]
     # The actor starts first: it must wait for the learner, not crash.
     actor = _start(["--actor", *SMALL, *ports, "--max_steps", "300", "--eval_period", "300", "--eval_n_trajs", "2"],
                    tmp_path / "actor.log")
     time.sleep(1.0)
-    learner = _start(learner_flags, tmp_path / "learner.log")
+    learner = _start(learner_flags + first_run_flags, tmp_path / "learner.log")
     assert _finish(learner, 240) == 0, (tmp_path / "learner.log").read_text()[-3000:]
     assert _finish(actor, 60) == 0, (tmp_path / "actor.log").read_text()[-3000:]
 
@@ -55,6 +59,12 @@ def test_learner_and_actor_train_checkpoint_and_resume(tmp_path):
     assert sent == 300 and dropped == 0
     assert params_received >= 2, "the actor never received updated params"
     assert "eval at env step 300" in actor_log
+
+    demo_transitions = sum(len(episode["reward"]) - 1 for episode in read_rlds_dataset(DEMOS))  # N+1 steps each
+    assert f"loaded {demo_transitions} demonstration transitions" in learner_log
+    logged = list(read_rlds_dataset(str(tmp_path / "received")))
+    assert sum(len(episode["reward"]) - 1 for episode in logged) == 300
+    assert all(episode["is_last"][-1] and episode["is_first"][0] for episode in logged)
 
     checkpointer = AgentCheckpointer(str(checkpoints))
     assert checkpointer.latest_step() == 60

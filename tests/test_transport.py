@@ -152,7 +152,7 @@ def raw_request(config: TrainerConfig, body: bytes, kind=zmq.DEALER, timeout_ms:
 
 def test_three_actors_sharing_a_name_deliver_exact_counts(launch):
     per_store = collections.Counter()
-    config, server, store = launch(data_callback=lambda name, rows: per_store.update({name: len(rows["rewards"])}))
+    config, server, store = launch(data_callback=lambda name, rows, client: per_store.update({name: len(rows["rewards"])}))
     clients, n = [], 400
 
     def actor(index):

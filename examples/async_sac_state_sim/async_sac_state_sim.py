@@ -114,6 +114,27 @@ class LearnerStatus:
         return stats
 
 
+class RLDSLog:
+    """--log_rlds_path: every received episode into one RLDS dataset, one episode recorder per actor session."""
+
+    def __init__(self, path: str):
+        from serl_launcher.data.rlds import EpisodeRecorder, RLDSWriter
+
+        self._writer = RLDSWriter(path, name="serl_rlds_dataset")
+        self._new_recorder = lambda: EpisodeRecorder(self._writer)
+        self._recorders = {}
+
+    def add_rows(self, store_name: str, rows, client: str) -> None:
+        recorder = self._recorders.setdefault(client, self._new_recorder())
+        for i in range(len(rows["rewards"])):
+            recorder.add(jax.tree.map(lambda x: x[i], rows))
+
+    def close(self) -> None:
+        for recorder in self._recorders.values():
+            recorder.flush()
+        self._writer.close()
+
+
 def load_demos(path: str) -> dict:
     """Every transition of an RLDS dataset, stacked column-wise."""
     from serl_launcher.data.rlds import episodes_to_transitions, read_rlds_dataset
@@ -173,19 +194,11 @@ def run_learner(env) -> None:
         status.learner_step = int(metadata.get("learner_step", checkpointer.latest_step()))
         logging.info("resumed from %s at learner step %d", checkpointer.directory, status.learner_step)
 
-    recorder = None
-    if FLAGS.log_rlds_path:
-        from serl_launcher.data.rlds import EpisodeRecorder, RLDSWriter
-
-        recorder = EpisodeRecorder(RLDSWriter(FLAGS.log_rlds_path, name="serl_rlds_dataset"))
-
-    def on_data(store_name, rows):
-        if recorder is not None:
-            for i in range(len(rows["rewards"])):
-                recorder.add(jax.tree.map(lambda x: x[i], rows))
+    rlds_log = RLDSLog(FLAGS.log_rlds_path) if FLAGS.log_rlds_path else None
 
     server = TrainerServer(make_trainer_config(FLAGS.port_number, FLAGS.broadcast_port),
-                           data_callback=on_data, request_callback=status.handle_request)
+                           data_callback=rlds_log.add_rows if rlds_log else None,
+                           request_callback=status.handle_request)
     server.register_data_store(STORE_NAME, buffer)
     server.start(threaded=True)
     logger = WandBLogger("serl_jax", FLAGS.exp_name or f"{FLAGS.env}_sac", config=FLAGS.flag_values_dict(),
@@ -200,8 +213,8 @@ def run_learner(env) -> None:
         if batches is not None:
             batches.close()
         server.stop()
-        if recorder is not None:
-            recorder.close()
+        if rlds_log is not None:
+            rlds_log.close()
         logger.finish()
 
 

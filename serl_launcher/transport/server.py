@@ -31,7 +31,8 @@ _MONITORED = zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.
 class TrainerServer:
     """Receives transitions into registered data stores, answers requests, publishes params.
 
-    data_callback(store_name, stacked_new_rows) runs after each stored batch;
+    data_callback(store_name, stacked_new_rows, client) runs after each stored batch, `client` being
+    "name/session" of the actor that sent it (the key of client_stats());
     request_callback(type, payload) -> reply payload serves TrainerConfig.request_types.
     Both run on the serving thread; if they raise, the actor gets a RemoteError.
     """
@@ -239,7 +240,7 @@ class TrainerServer:
             batch.name, batch.session, batch.first_id, n_rows, batch.dropped, batch.pending, insert
         )
         if stored and self._data_callback is not None:
-            _call_user("callback_error", self._data_callback, batch.name, stored[0])
+            _call_user("callback_error", self._data_callback, batch.name, stored[0], f"{batch.name}/{batch.session}")
         return {"acked": acked}
 
     def _latest_params(self, have) -> dict:

@@ -96,7 +96,8 @@ class EpisodeRecorder:
     A transition that ends an episode (dones, or masks == 0) writes it out. A transition that does
     not continue the pending episode (its observations differ from the last next_observations, as
     after lost transitions or an actor restart) first writes the pending one out as truncated, and
-    so does `close()`, which then closes the writer.
+    so do `flush()` and `close()`, which then closes the writer (recorders sharing a writer: flush each,
+    close the writer once).
     """
 
     def __init__(self, writer):
@@ -105,16 +106,17 @@ class EpisodeRecorder:
 
     def add(self, transition: Mapping) -> None:
         if self._pending and not _equal(self._pending[-1]["next_observations"], transition["observations"]):
-            self._flush()
+            self.flush()
         self._pending.append(transition)
         if _ends(transition):
-            self._flush()
+            self.flush()
 
     def close(self) -> None:
-        self._flush()
+        self.flush()
         self._writer.close()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Write the pending transitions out as an episode (truncated unless the last one ended it)."""
         if self._pending:
             self._writer.add_episode(transitions_to_episode(self._pending))
             self._pending = []
