@@ -10,8 +10,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 RUN_DIR=$(mkdir -p "${RUN_DIR:-runs/pick_cube}" && cd "${RUN_DIR:-runs/pick_cube}" && pwd)
 export CHECKPOINT_PATH=${CHECKPOINT_PATH:-$RUN_DIR/checkpoints}
 # Simulation defaults for a small machine: actors wait whenever the learner falls below
-# TARGET_UTD critic steps per environment step (see --target_utd).
-FLAGS=(--target_utd "${TARGET_UTD:-4}" --exp_name "${EXP_NAME:-pick_cube}" "$@")
+# TARGET_UTD critic steps per environment step (see --target_utd), and the learner starts from the
+# 20 shipped demonstrations, half of every batch (DEMOS= trains from scratch).
+DEMOS=${DEMOS-$here/../../demos/pick_cube_20_scripted}
+FLAGS=(--target_utd "${TARGET_UTD:-4}" --exp_name "${EXP_NAME:-pick_cube}")
+[ -n "$DEMOS" ] && FLAGS+=(--preload_rlds_path "$DEMOS" --demo_ratio 0.5)
+FLAGS+=("$@")
 
 if command -v tmux >/dev/null && [ -t 1 ] && [ -z "${NO_TMUX:-}" ]; then
     quoted=$(printf '%q ' "${FLAGS[@]}")
