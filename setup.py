@@ -9,16 +9,14 @@ CORE = [
     "jaxlib==0.10.2",
     "flax==0.12.8",
     "optax==0.2.8",
-    "chex==0.1.92",
     "numpy==2.4.6",
-    "scipy==1.17.1",
     "orbax-checkpoint==0.12.8",
     "gymnasium[mujoco]==1.4.0",
     "mujoco==3.17.0",
-    "imageio",
-    "pillow",
+    "imageio==2.38.1",
+    "imageio-ffmpeg==0.8.1",
+    "pillow==13.0.0",
     "absl-py==2.5.1",
-    "ml-collections==1.1.0",
     "pyzmq==27.3.0",
     "msgpack==1.2.4",
     "tqdm==4.70.1",
@@ -28,7 +26,7 @@ CORE = [
 ]
 
 EXTRAS = {
-    "dev": ["pytest==9.2.0", "pytest-timeout==2.4.0", "matplotlib==3.11.2"],
+    "dev": ["pytest==9.2.0", "pytest-timeout==2.4.0", "matplotlib==3.11.2", "scipy==1.17.1"],
     # TensorFlow Datasets: only for the RLDS compatibility tests; our reader/writer never needs it.
     "rlds": ["tensorflow-cpu==2.21.0", "tensorflow-datasets==4.9.10"],
     "envs": ["dm-control==1.0.50", "gymnasium[box2d]==1.4.0"],

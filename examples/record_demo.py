@@ -113,7 +113,7 @@ class ScriptedTeleop:
 
     def __init__(self, env: gym.Env, noise: float, seed: int):
         self._env = env
-        self._expert = PickCubeExpert(noise_std=noise, seed=seed)
+        self._expert = PickCubeExpert(env.unwrapped.observation_space, noise_std=noise, seed=seed)
 
     def __enter__(self):
         return self

@@ -5,6 +5,7 @@
 
 Both are truncated after 100 steps (2 s at 50 Hz). `franka_sim.experts.PickCubeExpert` solves them.
 """
+from franka_sim import headless  # noqa: F401  (before mujoco loads)
 from gymnasium.envs.registration import register
 
 from franka_sim.pick_cube import PandaPickCubeEnv

@@ -14,19 +14,6 @@ import numpy as np
 
 from franka_sim.pick_cube import ACTION_SCALE
 
-# Flat layout of PandaPickCube-v0 observations, as gymnasium.wrappers.FlattenObservation makes it.
-_STATE_SPACE = gym.spaces.Dict(
-    {
-        "state": gym.spaces.Dict(
-            {
-                key: gym.spaces.Box(-np.inf, np.inf, shape=(n,), dtype=np.float32)
-                for key, n in [("panda/tcp_pos", 3), ("panda/tcp_vel", 3), ("panda/gripper_pos", 1), ("block_pos", 3)]
-            }
-        )
-    }
-)
-
-
 class PickCubeExpert:
     """Maps a PandaPickCube-v0 observation (dict or flattened (10,)) to an action in [-1, 1]^4."""
 
@@ -35,13 +22,17 @@ class PickCubeExpert:
     GRASP_XY, GRASP_Z = 0.012, 0.008  # m, TCP-to-cube-centre tolerances to start closing
     HOLDING = (0.47, 0.8)  # gripper_pos of fingers closed on the 4 cm cube (1 = closed on air)
 
-    def __init__(self, noise_std: float = 0.0, action_scale: float = ACTION_SCALE, seed: int | None = None):
+    def __init__(self, observation_space: gym.spaces.Dict | None = None, noise_std: float = 0.0,
+                 action_scale: float = ACTION_SCALE, seed: int | None = None):
+        """observation_space: the env's own (unflattened) Dict space, `env.unwrapped.observation_space`,
+        needed only to read flat observations (those of gymnasium's FlattenObservation)."""
         if noise_std < 0:
             raise ValueError(f"noise_std must be >= 0, got {noise_std}")
         if action_scale <= 0:
             raise ValueError(f"action_scale must be positive, got {action_scale}")
         self.noise_std = noise_std
         self.action_scale = action_scale
+        self.observation_space = observation_space
         self._rng = np.random.default_rng(seed)
 
     def reset(self, seed: int | None = None) -> None:
@@ -52,7 +43,7 @@ class PickCubeExpert:
     def act(self, obs) -> np.ndarray:
         """Action for a state observation. For the vision env, which hides the cube, pass
         {"state": {**obs["state"], "block_pos": env.unwrapped.block_pos}}."""
-        tcp, grip, cube = _parse(obs)
+        tcp, grip, cube = _parse(obs, self.observation_space)
         rel = cube - tcp
         near = np.linalg.norm(rel) < 0.02
         xy = np.linalg.norm(rel[:2])
@@ -74,12 +65,14 @@ class PickCubeExpert:
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
 
-def _parse(obs) -> tuple[np.ndarray, float, np.ndarray]:
+def _parse(obs, space: gym.spaces.Dict | None) -> tuple[np.ndarray, float, np.ndarray]:
     if not isinstance(obs, Mapping):
+        if space is None:
+            raise ValueError("a flat observation needs PickCubeExpert(observation_space=env.unwrapped.observation_space)")
         flat = np.asarray(obs, dtype=np.float32)
-        if flat.shape != (gym.spaces.flatdim(_STATE_SPACE),):
-            raise ValueError(f"flat observation must have shape (10,), got {flat.shape}")
-        obs = gym.spaces.unflatten(_STATE_SPACE, flat)
+        if flat.shape != (gym.spaces.flatdim(space),):
+            raise ValueError(f"flat observation must have shape ({gym.spaces.flatdim(space)},), got {flat.shape}")
+        obs = gym.spaces.unflatten(space, flat)
     try:
         state = obs["state"]
         return (

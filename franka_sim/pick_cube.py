@@ -16,6 +16,9 @@ Observation (float32), a nested dict (SERL's layout):
     images/front, images/wrist   (image_size, image_size, 3) uint8 (vision env only)
 `gymnasium.wrappers.FlattenObservation` turns the state env's dict into a (10,) vector.
 
+Rendering: render_mode="rgb_array" renders the `render_camera` ("overview": the whole arm and the
+workspace; also "front", "wrist") at `render_size` pixels (480), for videos; "human" opens a viewer.
+
 Reward, in [-1, 0]:  0.3 * exp(-20 * |tcp - cube|) + 0.7 * clip(lift / 0.1, 0, 1) - 1,
     lift = cube height above its resting height. It is SERL's shaped reward (closeness plus
     lift) shifted by -1 so that every step costs something: with termination on success, a
@@ -59,6 +62,8 @@ class PandaPickCubeEnv(gym.Env):
         render_mode: str | None = None,
         image_obs: bool = False,
         image_size: int = 128,
+        render_camera: str = "overview",
+        render_size: int = 480,
         shadows: bool = False,
         multisamples: int = 0,
         control_dt: float = 0.02,
@@ -91,6 +96,10 @@ class PandaPickCubeEnv(gym.Env):
             home_qpos=HOME_QPOS, target_rotation=GRIPPER_DOWN, workspace=WORKSPACE, control_dt=control_dt,
         )
         self._cameras = OffscreenCameras(self.model, image_size, shadows, multisamples)
+        if render_camera not in {m_cam.name for m_cam in map(self.model.camera, range(self.model.ncam))}:
+            raise ValueError(f"render_camera {render_camera!r} is not a camera of the scene")
+        self._render_camera = render_camera
+        self._video = OffscreenCameras(self.model, render_size, shadows=True, multisamples=4)
         self._viewer = HumanViewer(self.model, self.data) if render_mode == "human" else None
 
         m = self.model
@@ -156,13 +165,14 @@ class PandaPickCubeEnv(gym.Env):
 
     def render(self):
         if self.render_mode == "rgb_array":
-            return self._cameras.render(self.data, "front")
+            return self._video.render(self.data, self._render_camera)
         if self.render_mode == "human":
             self._viewer.sync()
         return None
 
     def close(self):
         self._cameras.close()
+        self._video.close()
         if self._viewer is not None:
             self._viewer.close()
 

@@ -195,7 +195,7 @@ def test_scripted_expert_success_rate():
 
 def test_expert_accepts_flat_observations_and_is_deterministic(env):
     flat_env = gym.wrappers.FlattenObservation(gym.make("PandaPickCube-v0"))
-    expert = PickCubeExpert()
+    expert = PickCubeExpert(flat_env.unwrapped.observation_space)
     obs, _ = env.reset(seed=5)
     flat_obs, _ = flat_env.reset(seed=5)
     for _ in range(30):
@@ -206,6 +206,8 @@ def test_expert_accepts_flat_observations_and_is_deterministic(env):
         obs, *_ = env.step(action)
         flat_obs, *_ = flat_env.step(action)
     noisy_a, noisy_b = PickCubeExpert(noise_std=0.3, seed=1), PickCubeExpert(noise_std=0.3, seed=1)
+    with pytest.raises(ValueError, match="observation_space"):
+        PickCubeExpert().act(flat_obs)
     np.testing.assert_array_equal(noisy_a.act(obs), noisy_b.act(obs))
     assert not np.array_equal(noisy_a.act(obs), expert.act(obs))
     flat_env.close()
@@ -244,16 +246,34 @@ def test_expert_solves_vision_env_with_privileged_cube_position():
 
 
 def test_rgb_render_size_and_options():
-    env = gym.make("PandaPickCube-v0", render_mode="rgb_array", image_size=96, shadows=True, multisamples=4)
+    env = gym.make("PandaPickCube-v0", render_mode="rgb_array", render_size=96, render_camera="front")
     env.reset(seed=0)
     frame = env.render()
     assert frame.shape == (96, 96, 3) and frame.dtype == np.uint8
     env.close()
+    overview = gym.make("PandaPickCube-v0", render_mode="rgb_array")  # videos: the whole arm, 480 x 480
+    overview.reset(seed=0)
+    assert overview.render().shape == (480, 480, 3)
+    overview.close()
+    with pytest.raises(ValueError, match="not a camera"):
+        gym.make("PandaPickCube-v0", render_mode="rgb_array", render_camera="nope")
+
+
+def test_headless_rendering_picks_egl_by_itself():
+    """MUJOCO_GL unset on a machine without a display: importing franka_sim selects EGL."""
+    code = ("import gymnasium as gym, franka_sim, os\n"
+            "env = gym.make('PandaPickCube-v0', render_mode='rgb_array', render_size=32)\n"
+            "env.reset(seed=0)\n"
+            "print(os.environ['MUJOCO_GL'], env.render().shape)\n"
+            "env.close()\n")
+    clean = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")}
+    result = subprocess.run([sys.executable, "-c", code], env=clean, capture_output=True, text=True, timeout=120)
+    assert "egl (32, 32, 3)" in result.stdout, result.stderr
 
 
 def test_state_env_needs_no_opengl():
-    """With no GL backend at all (MUJOCO_GL unset, no display), the state env still builds and
-    steps; only an actual render request fails."""
+    """With no usable GL backend (GLFW and no display), the state env still builds and steps; only
+    an actual render request fails."""
     code = (
         "import numpy as np, gymnasium as gym, franka_sim\n"
         "env = gym.make('PandaPickCube-v0', render_mode='rgb_array')\n"
@@ -263,7 +283,8 @@ def test_state_env_needs_no_opengl():
         "print('STEPPED')\n"
         "env.render()\n"
     )
-    clean = {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")}
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYOPENGL_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")}
+    clean["MUJOCO_GL"] = "glfw"
     result = subprocess.run([sys.executable, "-c", code], env=clean, capture_output=True, text=True, timeout=120)
     assert "STEPPED" in result.stdout, result.stderr
     assert result.returncode != 0  # rendering itself does need GL
@@ -298,7 +319,7 @@ def test_bad_actions_and_observations(env):
         env.unwrapped.step(np.zeros(3))
     with pytest.raises(ValueError, match="4 finite floats"):
         env.unwrapped.step(np.array([0, np.nan, 0, 0]))
-    expert = PickCubeExpert()
+    expert = PickCubeExpert(env.unwrapped.observation_space)
     with pytest.raises(ValueError, match="shape"):
         expert.act(np.zeros(7))
     with pytest.raises(ValueError, match="block_pos"):

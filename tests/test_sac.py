@@ -1,3 +1,5 @@
+import shutil
+
 import flax.linen as nn
 import gymnasium as gym
 import jax
@@ -8,7 +10,7 @@ import pytest
 from serl_launcher.agents.continuous import sac
 from serl_launcher.agents.continuous.sac import SACAgent
 from serl_launcher.data.replay_buffer import ReplayBuffer
-from serl_launcher.utils.checkpoints import AgentCheckpointer
+from serl_launcher.utils.checkpoints import AgentCheckpointer, CheckpointError, load_agent
 from serl_launcher.utils.launcher import make_sac_agent
 
 OBS_DIM, ACT_DIM = 5, 2
@@ -83,18 +85,19 @@ def test_update_high_utd_equals_critic_steps_then_actor_step(agent):
 
 
 @pytest.mark.parametrize("members, rows", [(2, 64), (5, 300), (10, 200)])
-def test_actor_loss_gradient_matches_plain_autodiff(members, rows):
-    """The actor loss evaluates the critic in row chunks (the last one padded) and member groups,
-    with a hand-written gradient; it must equal autodiff of the plain loss."""
-    agent = _small_agent(critic_ensemble_size=members, critic_subsample_size=None)
+def test_chunked_actor_loss_gradient_matches_plain_autodiff(members, rows):
+    """The chunked actor loss evaluates the critic in row chunks (the last one padded) and member
+    groups, with a hand-written gradient; it must equal autodiff of the plain SAC actor loss."""
+    agent = _small_agent(critic_ensemble_size=members, critic_subsample_size=None, actor_loss_gradient="chunked")
+    assert agent.networks.chunked_actor_loss
     agent, _ = agent.update(_batch(32), networks_to_update=frozenset({"critic"}))
-    batch, key, cfg = _batch(rows, seed=3), jax.random.PRNGKey(3), agent.config
+    batch, key, nets = _batch(rows, seed=3), jax.random.PRNGKey(3), agent.networks
 
     def plain_loss(actor_params):
         observations = jnp.asarray(batch["observations"])
-        actions, log_probs = cfg.actor_def.apply({"params": actor_params}, observations).sample_and_log_prob(key)
-        q = cfg.critic_def.apply({"params": agent.state.params["critic"]}, observations, actions).mean(axis=0)
-        temperature = cfg.temperature_def.apply({"params": agent.state.params["temperature"]})
+        actions, log_probs = nets.actor_def.apply({"params": actor_params}, observations).sample_and_log_prob(key)
+        q = nets.critic_def.apply({"params": agent.state.params["critic"]}, observations, actions).mean(axis=0)
+        temperature = nets.temperature_def.apply({"params": agent.state.params["temperature"]})
         return -jnp.mean(q - temperature * log_probs)
 
     (loss, _), grads = jax.value_and_grad(sac._actor_loss, has_aux=True)(agent.state.params["actor"], agent, batch, key)
@@ -102,6 +105,32 @@ def test_actor_loss_gradient_matches_plain_autodiff(members, rows):
     np.testing.assert_allclose(loss, expected_loss, rtol=1e-5)
     for g, e in zip(jax.tree.leaves(grads), jax.tree.leaves(expected_grads)):
         np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5 * np.max(np.abs(e)))
+
+
+def test_autodiff_and_chunked_actor_loss_give_the_same_update():
+    batch = _batch(32, seed=4)
+    chunked, _ = _small_agent(actor_loss_gradient="chunked").update_high_utd(batch, utd_ratio=4)
+    autodiff, _ = _small_agent(actor_loss_gradient="autodiff").update_high_utd(batch, utd_ratio=4)
+    assert not _small_agent(actor_loss_gradient="autodiff").networks.chunked_actor_loss
+    _assert_trees_close(chunked.state, autodiff.state, rtol=1e-4, atol=1e-6)
+
+
+def test_auto_actor_loss_gradient_is_chunked_on_cpu_only():
+    assert _small_agent().networks.chunked_actor_loss == (jax.default_backend() == "cpu")
+
+
+@pytest.mark.parametrize("field, value", [("rewards", np.nan), ("observations", np.inf), ("actions", np.nan)])
+def test_a_nonfinite_batch_is_skipped_and_keeps_the_parameters(agent, field, value):
+    batch = _batch(32)
+    batch[field] = batch[field].copy()
+    batch[field][3] = value
+    updated, info = agent.update_high_utd(batch, utd_ratio=4)
+    assert float(info["nonfinite_update"]) == 1.0
+    _assert_trees_close(updated.state.params, agent.state.params, rtol=0, atol=0)
+    _assert_trees_close(updated.state.opt_states, agent.state.opt_states, rtol=0, atol=0)
+    assert int(updated.state.step) == int(agent.state.step)
+    good, info = updated.update_high_utd(_batch(32), utd_ratio=4)
+    assert float(info["nonfinite_update"]) == 0.0 and int(good.state.step) == int(agent.state.step) + 5
 
 
 def test_update_high_utd_rejects_indivisible_batch(agent):
@@ -149,10 +178,9 @@ def test_make_sac_agent_matches_serl_defaults():
     agent = make_sac_agent(0, np.zeros(10, np.float32), np.zeros(4, np.float32))
     n_params = sum(x.size for x in jax.tree.leaves(agent.state.params))
     assert n_params == 780_819  # SERL's figure for this configuration (../shared/baselines.md)
-    assert agent.config.critic_def.members == 10 and agent.config.critic_subsample_size == 2
-    assert agent.config.target_entropy == -2.0 and agent.config.discount == 0.99 and not agent.config.backup_entropy
-    temperature = agent.config.temperature_def.apply({"params": agent.state.params["temperature"]})
-    np.testing.assert_allclose(temperature, 1e-2, rtol=1e-5)
+    assert agent.networks.critic_def.members == 10 and agent.config.critic_subsample_size == 2
+    assert agent.networks.target_entropy == -2.0 and agent.config.discount == 0.99 and not agent.config.backup_entropy
+    np.testing.assert_allclose(agent.temperature(), 1e-2, rtol=1e-5)
     plain = make_sac_agent(0, np.zeros(10, np.float32), np.zeros(4, np.float32), critic_ensemble_size=2, critic_subsample_size=None)
     assert sum(x.size for x in jax.tree.leaves(plain.state.params)) == 213_515
 
@@ -164,8 +192,46 @@ def test_checkpoint_round_trip(tmp_path, agent):
     restored, metadata = checkpointer.restore(_small_agent())
     assert metadata == {"env_steps": 123} and checkpointer.latest_step() == 7
     _assert_trees_close(restored.state, trained.state, rtol=0, atol=0)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
         AgentCheckpointer(str(tmp_path / "empty")).restore(_small_agent())
+
+
+def test_load_agent_rebuilds_the_agent_from_the_checkpoint_alone(tmp_path, agent):
+    trained, _ = agent.update_high_utd(_batch(16), utd_ratio=2)
+    AgentCheckpointer(str(tmp_path / "ckpt")).save(3, trained)
+    for loaded in (load_agent(str(tmp_path / "ckpt")), SACAgent.load(str(tmp_path / "ckpt"), step=3)):
+        assert loaded.config == trained.config and loaded.observation_spec == trained.observation_spec
+        _assert_trees_close(loaded.state, trained.state, rtol=0, atol=0)
+        observations = _batch(5, seed=9)["observations"]
+        np.testing.assert_array_equal(loaded.sample_actions(observations, argmax=True),
+                                      trained.sample_actions(observations, argmax=True))
+
+
+def test_restoring_into_another_configuration_names_what_differs(tmp_path, agent):
+    AgentCheckpointer(str(tmp_path / "ckpt")).save(1, agent)
+    with pytest.raises(CheckpointError, match=r"critic_ensemble_size: checkpoint=4 now=2"):
+        AgentCheckpointer(str(tmp_path / "ckpt")).restore(_small_agent(critic_ensemble_size=2))
+
+
+def test_a_checkpoint_without_agent_configuration_is_refused_clearly(tmp_path, agent):
+    checkpointer = AgentCheckpointer(str(tmp_path / "old"))
+    checkpointer.save(5, agent)
+    shutil.rmtree(tmp_path / "old" / "5" / "agent")  # the layout checkpoints had before configs were saved
+    with pytest.raises(CheckpointError, match="no saved agent configuration"):
+        load_agent(str(tmp_path / "old"))
+
+
+def test_the_state_encoder_refuses_camera_images():
+    sample = {"state": np.zeros(3, np.float32), "images": {"front": np.zeros((64, 64, 3), np.uint8)}}
+    with pytest.raises(ValueError, match=r"camera images \(images/front \(64, 64, 3\) uint8\).*pixel agent"):
+        _small_agent(sample_obs=sample)
+
+
+def test_sample_actions_accepts_serl_deterministic_flag(agent):
+    observation = np.ones(OBS_DIM, np.float32)
+    np.testing.assert_array_equal(agent.sample_actions(observation, deterministic=True),
+                                  agent.sample_actions(observation, argmax=True))
+    assert agent.sample_actions(observation, seed=jax.random.PRNGKey(0), deterministic=False).shape == (ACT_DIM,)
 
 
 @pytest.mark.slow

@@ -1,45 +1,56 @@
 #!/usr/bin/env python3
-"""Deploy a trained policy: load a learner checkpoint and run the deterministic policy.
+"""Run a trained policy: load a checkpoint (the agent rebuilds from it alone) and evaluate it, with a video.
 
-    python eval_checkpoint.py --checkpoint_path ../../runs/pick_cube/checkpoints --eval_episodes 20 \
-        [--video_path pick_cube.gif]
+    python eval_checkpoint.py --checkpoint_path runs/pick_cube/<run>/checkpoints --eval_episodes 20 \
+        --video_path runs/pick_cube/<run>/eval.mp4
 
-Takes the same environment and network flags as async_sac_state_sim.py (they must match training).
+The environment defaults to the one the learner trained on (saved with the checkpoint).
 """
 import os
 
-import imageio.v2 as imageio
-import numpy as np
 from absl import app, flags
 
-import async_sac_state_sim as training
-from serl_launcher.utils.checkpoints import AgentCheckpointer
-from serl_launcher.utils.evaluation import evaluate
+from franka_sim import headless  # noqa: F401  (MUJOCO_GL=egl when there is no display; before mujoco loads)
+from serl_launcher.common.evaluation import evaluate
+from serl_launcher.utils.checkpoints import AgentCheckpointer, CheckpointError, load_agent
 from serl_launcher.utils.launcher import make_env
+from serl_launcher.utils.video import VideoRecorder
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("eval_episodes", 10, "Episodes to run.")
+flags.DEFINE_string("checkpoint_path", None, "Checkpoint directory (a run's checkpoints/).", required=True)
 flags.DEFINE_integer("checkpoint_step", None, "Checkpoint step to load (default: the newest).")
-flags.DEFINE_string("video_path", None, "Write the episodes as an animated GIF or MP4 here (rendered off-screen).")
+flags.DEFINE_string("env", None, "Gymnasium id (default: the env the checkpoint was trained on).")
+flags.DEFINE_integer("eval_episodes", 10, "Episodes to run.")
+flags.DEFINE_integer("seed", 0, "Seed of the first episode (episode i uses seed + i).")
+flags.DEFINE_string("video_path", None, "Write the episodes as a video (.mp4 or .gif).")
+flags.DEFINE_integer("video_size", 480, "Video frame size in pixels (square).")
+flags.DEFINE_string("video_camera", "overview", "Camera of the scene to film (franka_sim: overview, front, wrist).")
 
 
 def main(_):
-    if not FLAGS.checkpoint_path:
-        raise app.UsageError("--checkpoint_path is required")
-    if not os.path.isdir(FLAGS.checkpoint_path):
-        raise app.UsageError(f"--checkpoint_path {FLAGS.checkpoint_path} does not exist")
-    env = make_env(FLAGS.env, seed=FLAGS.seed, **({"render_mode": "rgb_array"} if FLAGS.video_path else {}))
-    agent, metadata = AgentCheckpointer(FLAGS.checkpoint_path).restore(training.make_agent(env), FLAGS.checkpoint_step)
-    print(f"loaded {FLAGS.checkpoint_path} (learner step {metadata.get('learner_step', '?')})")
-
-    frames = []
-    results = evaluate(lambda obs: np.asarray(agent.sample_actions(obs, argmax=True)), env, FLAGS.eval_episodes,
-                       seed=FLAGS.seed, on_frame=(lambda e: frames.append(e.render())) if FLAGS.video_path else None)
-    print(f"{FLAGS.env}: {results['episodes']} episodes, mean return {results['return']:.2f}, "
-          f"success rate {results['success_rate']:.2f}, mean length {results['episode_length']:.1f}")
-    if FLAGS.video_path:
-        imageio.mimsave(FLAGS.video_path, frames, fps=25)
-        print(f"video: {FLAGS.video_path} ({len(frames)} frames)")
+    try:
+        agent = load_agent(FLAGS.checkpoint_path, FLAGS.checkpoint_step)
+        metadata = AgentCheckpointer(FLAGS.checkpoint_path, max_to_keep=None).metadata(FLAGS.checkpoint_step)
+    except CheckpointError as error:
+        raise app.UsageError(str(error))
+    env_id = FLAGS.env or metadata.get("env")
+    if not env_id:
+        raise app.UsageError("the checkpoint does not say which env it was trained on: pass --env")
+    video = {"render_mode": "rgb_array", "render_camera": FLAGS.video_camera,
+             "render_size": FLAGS.video_size} if FLAGS.video_path else {}
+    env = make_env(env_id, seed=FLAGS.seed, **video)
+    print(f"loaded {FLAGS.checkpoint_path} (learner step {metadata.get('learner_step', '?')}, "
+          f"{metadata.get('env_steps', '?')} env steps); evaluating on {env_id}")
+    recorder = VideoRecorder(FLAGS.video_path, fps=env.metadata.get("render_fps", 25)) if FLAGS.video_path else None
+    results = evaluate(lambda obs: agent.sample_actions(obs, argmax=True), env, FLAGS.eval_episodes, seed=FLAGS.seed,
+                       on_frame=recorder.add_frame if recorder else None)
+    success = f", success rate {results['success_rate']:.2f}" if "success_rate" in results else ""
+    print(f"{env_id}: {results['episodes']} episodes, mean return {results['return']:.2f}{success}, "
+          f"mean length {results['episode_length']:.1f}")
+    if recorder:
+        recorder.close()
+        print(f"video: {os.path.abspath(FLAGS.video_path)} ({recorder.frames} frames)")
+    env.close()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
 #!/usr/bin/env bash
-# An actor; LEARNER_IP selects the learner's host (default: this machine).
+# An actor; LEARNER_IP selects the learner's host (default: this machine). Extra flags pass through.
+set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-exec python "$here/async_sac_state_sim.py" --actor --ip "${LEARNER_IP:-localhost}" "$@"
+python=${PYTHON:-$here/../../.venv/bin/python}
+[ -x "$python" ] || python=python3
+exec "$python" "$here/async_sac_state_sim.py" --actor --ip "${LEARNER_IP:-localhost}" "$@"

@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
-# The learner, with checkpoints; extra flags are passed through (e.g. --debug, --preload_rlds_path demos/...).
-# Paths are relative to where you run it from.
+# The learner, with the training defaults of `make train` (it is the single source of truth for the
+# UTD throttle and the demos: actors ask it). Extra flags pass through (e.g. --debug, --resume).
+#   TARGET_UTD  critic steps per env step actors are held to (default 4; 0 for a real robot)
+#   DEMOS       RLDS demos preloaded, half of every batch (default: the 20 shipped ones; DEMOS= for none)
+set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-exec python "$here/async_sac_state_sim.py" --learner \
-    --checkpoint_path "${CHECKPOINT_PATH:-runs/pick_cube/checkpoints}" --checkpoint_period 1000 "$@"
+python=${PYTHON:-$here/../../.venv/bin/python}
+[ -x "$python" ] || python=python3
+DEMOS=${DEMOS-$here/../../demos/pick_cube_20_scripted}
+flags=(--learner --target_utd "${TARGET_UTD:-4}")
+[ -n "$DEMOS" ] && flags+=(--preload_rlds_path "$DEMOS" --demo_ratio 0.5)
+exec "$python" "$here/async_sac_state_sim.py" "${flags[@]}" "$@"

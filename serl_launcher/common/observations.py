@@ -1,31 +1,107 @@
-"""Flat feature vectors from flat or (nested) dict observations, with or without batch axes."""
+"""What one observation looks like (shapes, dtypes, nesting), and flattening state leaves into features.
+
+`ObservationSpec` is hashable, so jitted functions and flax modules can hold it as a static field,
+and it round-trips through JSON, so a checkpoint can say what its agent observes.
+"""
 import dataclasses
+import json
+from typing import Iterator
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 @dataclasses.dataclass(frozen=True)
-class ObservationLayout:
-    """The structure of ONE observation (no batch axis): enough to flatten any batch of them.
+class ObservationSpec:
+    """Shapes and dtypes of ONE observation (no batch axis): an array, or nested dicts of arrays.
 
-    Hashable, so that jitted functions can take it as a static argument.
+    Stored as canonical JSON text: {"shape": [...], "dtype": "..."} for an array, a dict of those
+    (keys sorted, as jax orders them) for a dict observation.
     """
 
-    treedef: jax.tree_util.PyTreeDef
-    leaf_ndims: tuple[int, ...]
+    json_text: str
 
     @classmethod
-    def of(cls, sample_observation) -> "ObservationLayout":
-        leaves, treedef = jax.tree.flatten(sample_observation)
-        return cls(treedef, tuple(int(jnp.ndim(x)) for x in leaves))
+    def of(cls, sample_observation) -> "ObservationSpec":
+        return cls.from_json(_describe(sample_observation))
 
-    def flatten(self, observation) -> jax.Array:
-        """Concatenate every leaf (dict keys sorted, as jax orders them) into (*batch, features)."""
-        leaves, treedef = jax.tree.flatten(observation)
-        if treedef != self.treedef:
-            raise ValueError(f"observation structure {treedef} differs from the agent's {self.treedef}")
-        first = leaves[0]
-        batch_shape = jnp.shape(first)[: jnp.ndim(first) - self.leaf_ndims[0]]
-        flat = [jnp.reshape(jnp.asarray(x, jnp.float32), batch_shape + (-1,)) for x in leaves]
-        return flat[0] if len(flat) == 1 else jnp.concatenate(flat, axis=-1)
+    @classmethod
+    def from_json(cls, tree: dict) -> "ObservationSpec":
+        _check(tree, "observation")
+        return cls(json.dumps(tree, sort_keys=True))
+
+    def to_json(self) -> dict:
+        return json.loads(self.json_text)
+
+    def leaves(self) -> Iterator[tuple[str, tuple[int, ...], np.dtype]]:
+        """(path like "state/panda/tcp_pos", shape, dtype) per array, in jax's flattening order."""
+        yield from _leaves(self.to_json(), "")
+
+    def zeros(self):
+        """An observation of zeros with this spec (to build networks without an environment)."""
+        return _zeros(self.to_json())
+
+    def without(self, paths) -> "ObservationSpec":
+        """The spec with the given top-level keys removed (e.g. the image keys, leaving proprioception)."""
+        tree = self.to_json()
+        if _is_leaf(tree):
+            raise ValueError("an array observation has no keys to remove")
+        return ObservationSpec.from_json({k: v for k, v in tree.items() if k not in set(paths)})
+
+
+def flatten_leaves(spec: ObservationSpec, observation) -> jax.Array:
+    """Every leaf of `observation` (a single one or a batch) as float32, concatenated into (*batch, features)."""
+    leaves, treedef = jax.tree.flatten(observation)
+    expected = jax.tree.structure(spec.zeros())
+    if treedef != expected:
+        raise ValueError(f"observation structure {treedef} differs from the agent's {expected}")
+    specs = list(spec.leaves())
+    first_rank = len(specs[0][1])
+    batch_shape = jnp.shape(leaves[0])[: jnp.ndim(leaves[0]) - first_rank]
+    flat = [jnp.reshape(jnp.asarray(x, jnp.float32), batch_shape + (-1,)) for x in leaves]
+    return flat[0] if len(flat) == 1 else jnp.concatenate(flat, axis=-1)
+
+
+def is_image(shape: tuple, dtype: np.dtype) -> bool:
+    """uint8 arrays of rank >= 2 are camera images (HxW[xC]); the state encoder refuses them."""
+    return np.dtype(dtype) == np.uint8 and len(shape) >= 2
+
+
+def _describe(observation):
+    if isinstance(observation, dict):
+        if not observation:
+            raise ValueError("an observation dict must not be empty")
+        return {str(k): _describe(v) for k, v in observation.items()}
+    array = np.asarray(observation)
+    return {"shape": list(array.shape), "dtype": array.dtype.name}
+
+
+def _is_leaf(tree) -> bool:
+    return isinstance(tree, dict) and set(tree) == {"shape", "dtype"} and isinstance(tree["shape"], list)
+
+
+def _check(tree, path: str) -> None:
+    if _is_leaf(tree):
+        np.dtype(tree["dtype"])  # raises TypeError for an unknown dtype name
+        if not all(isinstance(n, int) and n >= 0 for n in tree["shape"]):
+            raise ValueError(f"{path}: bad shape {tree['shape']!r}")
+        return
+    if not isinstance(tree, dict) or not tree:
+        raise ValueError(f"{path}: expected {{'shape', 'dtype'}} or a non-empty dict, got {tree!r:.200}")
+    for key, value in tree.items():
+        _check(value, f"{path}/{key}")
+
+
+def _leaves(tree, prefix: str):
+    if _is_leaf(tree):
+        yield prefix or "observation", tuple(tree["shape"]), np.dtype(tree["dtype"])
+        return
+    for key in sorted(tree):
+        yield from _leaves(tree[key], f"{prefix}/{key}" if prefix else key)
+
+
+def _zeros(tree):
+    if _is_leaf(tree):
+        return np.zeros(tree["shape"], tree["dtype"])
+    return {key: _zeros(value) for key, value in tree.items()}

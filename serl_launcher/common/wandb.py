@@ -1,11 +1,12 @@
-"""Experiment logging to Weights & Biases: online when configured, offline otherwise, off in debug runs."""
+"""Weights & Biases: online when logged in, offline otherwise, off in debug runs; SERL's `WandBLogger`."""
 import os
 from typing import Optional
 
 import wandb
 
 
-def _wandb_mode(debug: bool) -> str:
+def wandb_mode(debug: bool) -> str:
+    """"disabled" for debug runs, else $WANDB_MODE, else "online" when an API key is configured, else "offline"."""
     if debug:
         return "disabled"
     if os.environ.get("WANDB_MODE"):
@@ -18,17 +19,28 @@ def _netrc_has_wandb() -> bool:
     return os.path.exists(path) and "api.wandb.ai" in open(path).read()
 
 
+def flatten_dict(data: dict, prefix: str = "") -> dict:
+    """{"eval": {"return": 1}} -> {"eval/return": 1}, as SERL's logger does."""
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(flatten_dict(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 class WandBLogger:
-    """A thin wrapper so training code calls `log(metrics, step)` whatever the mode."""
+    """SERL's logger interface: `log(data, step)`, nested dicts flattened to "a/b" keys."""
 
     def __init__(self, project: str, name: str, config: Optional[dict] = None, debug: bool = False,
-                 directory: Optional[str] = None):
-        self.mode = _wandb_mode(debug)
+                 directory: Optional[str] = None, entity: Optional[str] = None, group: Optional[str] = None):
+        self.mode = wandb_mode(debug)
         self.run = wandb.init(project=project, name=name, config=config or {}, mode=self.mode, dir=directory,
-                              settings=wandb.Settings(silent=True, console="off"))
+                              entity=entity, group=group, settings=wandb.Settings(silent=True, console="off"))
 
-    def log(self, metrics: dict, step: int) -> None:
-        self.run.log({key: float(value) for key, value in metrics.items()}, step=step)
+    def log(self, data: dict, step: Optional[int] = None) -> None:
+        self.run.log(flatten_dict(data), step=step)
 
     def finish(self) -> None:
         self.run.finish()

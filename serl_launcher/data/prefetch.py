@@ -1,4 +1,4 @@
-"""Overlap batch sampling and host-to-device copies with training."""
+"""Overlap batch sampling and host-to-device copies with training: the one prefetch path of the learner."""
 import queue
 import threading
 from typing import Callable
@@ -9,7 +9,8 @@ import jax
 class PrefetchIterator:
     """Calls `sample_fn` on a background thread and keeps `queue_size` device-resident batches ready.
 
-    An exception in `sample_fn` is re-raised by `next()`. `close()` stops the thread.
+    An exception in `sample_fn` is re-raised by `next()`; `sample_fn` raising StopIteration (or
+    `close()`) ends the iteration.
     """
 
     def __init__(self, sample_fn: Callable, queue_size: int = 2, device=None):
@@ -20,10 +21,16 @@ class PrefetchIterator:
         self._thread = threading.Thread(target=self._run, name="replay-prefetch", daemon=True)
         self._thread.start()
 
+    @property
+    def closed(self) -> bool:
+        return self._stop.is_set()
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 item = jax.device_put(self._sample_fn(), self._device)
+            except StopIteration:
+                item = StopIteration()
             except Exception as error:  # handed to the consumer, which re-raises it
                 item = error
             while not self._stop.is_set():
@@ -39,10 +46,20 @@ class PrefetchIterator:
         return self
 
     def __next__(self):
-        item = self._queue.get()
-        if isinstance(item, Exception):
-            raise item
-        return item
+        while True:
+            if self.closed:
+                raise StopIteration
+            try:
+                item = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if not self._thread.is_alive():
+                    raise StopIteration from None
+                continue
+            if isinstance(item, StopIteration):
+                raise StopIteration
+            if isinstance(item, Exception):
+                raise item
+            return item
 
     def close(self) -> None:
         self._stop.set()

@@ -233,7 +233,7 @@ class TrainerServer:
 
         def insert(skip: int) -> None:
             rows = pytree.take(batch.data, slice(skip, None)) if skip else batch.data
-            _call_user("store_error", store.batch_insert, rows)
+            _call_user("store_error", getattr(store, "insert_stacked", None) or store.batch_insert, rows)
             stored.append(rows)
 
         acked = self._sessions.deliver(

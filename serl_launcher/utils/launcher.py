@@ -1,52 +1,73 @@
-"""One-call constructors with SERL's defaults, so example scripts stay short."""
-import flax.linen as nn
+"""One-call constructors with SERL's names and defaults, so scripts stay short."""
 import gymnasium as gym
 import jax
 import numpy as np
 
-from serl_launcher.agents.continuous.sac import SACAgent
+from serl_launcher.agents.continuous.sac import NetworkConfig, SACAgent, SACConfig
+from serl_launcher.common.wandb import WandBLogger
+from serl_launcher.runtime.protocol import REQUEST_TYPES
 from serl_launcher.transport import TrainerConfig
-
-# Requests actors make to the learner: evaluation / episode statistics, and "may I keep acting?".
-REQUEST_TYPES = ["send-stats", "learner-status"]
 
 
 def make_sac_agent(seed: int, sample_obs, sample_action, discount: float = 0.99,
                    critic_ensemble_size: int = 10, critic_subsample_size: int | None = 2,
-                   hidden_dims=(256, 256)) -> SACAgent:
+                   hidden_dims=(256, 256), **config_overrides) -> SACAgent:
     """SERL's state-based SAC: [256, 256] tanh MLPs with LayerNorm, REDQ ensemble 10 / subsample 2, alpha0 = 1e-2.
 
-    Plain SAC: `critic_ensemble_size=2, critic_subsample_size=None`.
+    Plain SAC: `critic_ensemble_size=2, critic_subsample_size=None`. Other SACConfig fields can be
+    overridden by keyword (e.g. `actor_loss_gradient="autodiff"`).
     """
-    network_kwargs = {"activations": nn.tanh, "use_layer_norm": True, "hidden_dims": list(hidden_dims)}
-    return SACAgent.create_states(
-        jax.random.PRNGKey(seed),
-        sample_obs,
-        sample_action,
-        policy_kwargs={"tanh_squash_distribution": True, "std_parameterization": "exp", "std_min": 1e-5, "std_max": 5.0},
-        critic_network_kwargs=dict(network_kwargs),
-        policy_network_kwargs=dict(network_kwargs),
-        temperature_init=1e-2,
-        discount=discount,
-        backup_entropy=False,
-        critic_ensemble_size=critic_ensemble_size,
-        critic_subsample_size=critic_subsample_size,
-    )
+    network = NetworkConfig(tuple(int(d) for d in hidden_dims), "tanh", use_layer_norm=True)
+    config = SACConfig(policy_network=network, critic_network=network, critic_ensemble_size=critic_ensemble_size,
+                       critic_subsample_size=critic_subsample_size, discount=discount, temperature_init=1e-2,
+                       **config_overrides)
+    return SACAgent.create(jax.random.PRNGKey(seed), sample_obs, sample_action, config)
 
 
-def make_trainer_config(port_number: int = 5488, broadcast_port: int = 5489) -> TrainerConfig:
-    """The transport configuration learner and actors must share (same call on both sides)."""
-    return TrainerConfig(port_number=port_number, broadcast_port=broadcast_port, request_types=list(REQUEST_TYPES))
+def make_trainer_config(port_number: int = 5488, broadcast_port: int = 5489, bind_address: str = "0.0.0.0",
+                        server_secret_key: str | None = None, authorized_keys_dir: str | None = None,
+                        server_public_key: str | None = None, client_secret_key: str | None = None) -> TrainerConfig:
+    """The transport configuration learner and actors share (the key files are each side's own)."""
+    return TrainerConfig(port_number=port_number, broadcast_port=broadcast_port, request_types=list(REQUEST_TYPES),
+                         bind_address=bind_address, curve_server_secret_key=server_secret_key,
+                         curve_authorized_clients=authorized_keys_dir, curve_server_public_key=server_public_key,
+                         curve_client_secret_key=client_secret_key)
+
+
+def make_replay_buffer(env: gym.Env, capacity: int = 1_000_000, rlds_logger_path: str | None = None,
+                       type: str = "replay_buffer", image_keys=(), preload_rlds_path: str | None = None,
+                       preload_data_transform=None):
+    """SERL's helper: a replay buffer for `env` that the transport can feed, optionally preloaded from RLDS.
+
+    rlds_logger_path: every inserted transition is also written as RLDS episodes there (one actor;
+    with several, use the learner runtime's --log_rlds_path, which keeps one recorder per actor).
+    """
+    from serl_launcher.data.data_store import ReplayBufferDataStore
+
+    if type != "replay_buffer":
+        raise ValueError(f"replay buffer type {type!r} is not supported here; use 'replay_buffer'")
+    buffer = ReplayBufferDataStore(env.observation_space, env.action_space, capacity, rlds_logger_path)
+    if preload_rlds_path:
+        from serl_launcher.data.rlds import read_rlds_dataset, stack_transitions
+
+        transitions = stack_transitions(read_rlds_dataset(preload_rlds_path))
+        buffer.insert_stacked(preload_data_transform(transitions) if preload_data_transform else transitions)
+    return buffer
+
+
+def make_wandb_logger(project: str = "agentlace", description: str = "serl_launcher", debug: bool = False,
+                      entity: str | None = None, group: str | None = None, config: dict | None = None) -> WandBLogger:
+    """SERL's helper: a logger with `log(data, step)` (offline when not logged in, off with debug)."""
+    return WandBLogger(project, description, config=config, debug=debug, entity=entity, group=group)
 
 
 def make_env(env_id: str, seed: int | None = None, **kwargs) -> gym.Env:
-    """A gymnasium env ready for the SAC agent: actions in [-1, 1], state dicts flattened to one vector.
+    """A gymnasium env ready for the agents: actions in [-1, 1], state-only dicts flattened to one vector.
 
-    Dict observations made only of float vectors (PandaPickCube-v0's) are flattened, as SERL does;
-    observations with images stay dicts (the agent and replay buffer take nested dicts).
+    `env_id` is anything `gymnasium.make` takes, e.g. "franka_sim:PandaPickCube-v0" (imports the
+    module that registers it). Dict observations made only of float vectors are flattened, as SERL
+    does; observations with camera images stay dicts (the pixel agent encodes them).
     """
-    if env_id.startswith("Panda"):
-        import franka_sim  # noqa: F401  (registers the Panda environments)
     env = gym.make(env_id, **kwargs)
     if not isinstance(env.action_space, gym.spaces.Box):
         raise ValueError(f"{env_id}: SAC needs a continuous (Box) action space, got {env.action_space}")

@@ -21,6 +21,7 @@ from serl_launcher.data.rlds.transitions import (
     EpisodeRecorder,
     episode_to_transitions,
     episodes_to_transitions,
+    stack_transitions,
     transitions_to_episode,
 )
 from serl_launcher.data.rlds.writer import RLDSWriter, write_rlds_dataset
@@ -34,6 +35,7 @@ __all__ = [
     "episode_to_transitions",
     "episodes_to_transitions",
     "read_rlds_dataset",
+    "stack_transitions",
     "transitions_to_episode",
     "write_rlds_dataset",
 ]

@@ -90,6 +90,15 @@ def episodes_to_transitions(episodes: Iterable[Mapping], convention: str = FINAL
             yield _take(stacked, i)
 
 
+def stack_transitions(episodes: Iterable[Mapping], convention: str = FINAL_OBSERVATION) -> dict:
+    """Every transition of every episode, stacked column-wise (e.g. to preload a replay buffer at once)."""
+    stacked = [episode_to_transitions(episode, convention) for episode in episodes]
+    stacked = [columns for columns in stacked if len(columns["masks"])]
+    if not stacked:
+        raise RLDSError("the dataset holds no transitions")
+    return _concatenate(stacked)
+
+
 class EpisodeRecorder:
     """Groups a stream of SAC transitions into RLDS episodes and hands them to a writer.
 
@@ -138,6 +147,12 @@ def _stack(trees: list):
     if isinstance(trees[0], Mapping):
         return {key: _stack([tree[key] for tree in trees]) for key in trees[0]}
     return np.stack([np.asarray(tree) for tree in trees])
+
+
+def _concatenate(trees: list):
+    if isinstance(trees[0], Mapping):
+        return {key: _concatenate([tree[key] for tree in trees]) for key in trees[0]}
+    return np.concatenate([np.asarray(tree) for tree in trees])
 
 
 def _take(tree, index):

@@ -1,0 +1,300 @@
+"""The actor loop: observe -> newest policy -> env.step -> queue the transition; network I/O off the loop.
+
+    result = run_actor(ActorConfig(...), agent, env, trainer_config, learner_host="10.0.0.2",
+                       eval_env=eval_env, progress_fn=sink)
+
+Real-time safe: the control loop never waits on the network. A background thread (`ActorLink`)
+sends queued transitions every `send_period_s`, delivers stats, and asks the learner whether to
+pause (the UTD throttle); the transport's subscriber thread swaps in new policy parameters. The
+policy is compiled before the first step. Evaluation runs at episode boundaries (on `eval_env`, or
+on `env` itself for a robot, which has only one), while the sender keeps delivering.
+
+When the env reports `info["intervene_action"]` (a person took over, e.g. with a SpaceMouse), that
+action is stored instead of the policy's and the transition is flagged `intervened`.
+"""
+import dataclasses
+import logging
+import queue
+import threading
+import time
+from typing import Optional
+
+import gymnasium as gym
+import jax
+import numpy as np
+
+from serl_launcher.common.evaluation import evaluate
+from serl_launcher.common.rate_limited_log import RateLimitedLog
+from serl_launcher.runtime.config import ActorConfig
+from serl_launcher.runtime.metrics import ProgressFn
+from serl_launcher.runtime.protocol import INTERVENED, STATS, STATUS, TRAINING_STORE
+from serl_launcher.transport import (ConfigMismatchError, QueuedDataStore, RemoteError, TrainerClient,
+                                     TrainerConfig, TransportError)
+
+logger = logging.getLogger(__name__)
+STATUS_PERIOD_THROTTLED_S = 0.05  # how often to ask "may I act?" while the learner throttles
+STATUS_PERIOD_FREE_S = 2.0  # ... and while it does not (to notice a learner restarted with a throttle)
+ACTOR_ROW_PERIOD_S = 10.0
+MAX_QUEUED_STATS = 1000
+
+
+@dataclasses.dataclass
+class ActorResult:
+    env_steps: int
+    episodes: int
+    transport: dict  # TrainerClient.stats() at the end: sent, dropped, pending, ...
+    policy_updates: int
+
+
+class PolicyHolder:
+    """The actor's newest policy, swapped in by the transport's subscriber thread."""
+
+    def __init__(self, agent):
+        self.agent = agent
+        self.updates = 0
+
+    def set_policy_params(self, params) -> None:
+        self.agent = self.agent.with_policy_params(jax.device_put(params))
+        self.updates += 1
+
+
+class ActorLink:
+    """All of an actor's network I/O, on one background thread: send transitions, deliver stats,
+    ask whether to pause. The control loop only queues and reads `allowed`."""
+
+    def __init__(self, client: TrainerClient, send_period_s: float):
+        self._client, self._send_period_s = client, send_period_s
+        self.allowed = threading.Event()
+        self.allowed.set()
+        self.fatal: Optional[Exception] = None
+        self._throttled = False  # what the learner last said
+        self._stats = queue.Queue(maxsize=MAX_QUEUED_STATS)
+        self._closing = threading.Event()
+        self._warnings = RateLimitedLog(logger)
+        self._thread = threading.Thread(target=self._run, name="actor-link", daemon=True)
+        self._thread.start()
+
+    def queue_stats(self, row: dict) -> None:
+        try:
+            self._stats.put_nowait(row)
+        except queue.Full:
+            self._warnings.warning("stats", "stats queue full (learner unreachable?): a stats row was dropped")
+
+    def close(self, flush_timeout_s: float = 3.0) -> None:
+        """Stop the thread, then try to deliver what is still queued for at most `flush_timeout_s`."""
+        self._closing.set()
+        self._thread.join()
+        deadline = time.monotonic() + flush_timeout_s
+        while time.monotonic() < deadline and not self._flush():
+            time.sleep(0.1)
+
+    def _run(self) -> None:
+        next_status = 0.0
+        while not self._closing.is_set():
+            try:
+                self._flush()
+                if time.monotonic() >= next_status:
+                    throttled = self._poll_status()
+                    next_status = time.monotonic() + (STATUS_PERIOD_THROTTLED_S if throttled else STATUS_PERIOD_FREE_S)
+            except ConfigMismatchError as error:  # nothing will ever get through: stop the actor
+                self.fatal = error
+                self.allowed.set()
+                return
+            except Exception:
+                logger.exception("actor link error; retrying")
+            self._closing.wait(min(self._send_period_s, max(0.0, next_status - time.monotonic())))
+
+    def _flush(self) -> bool:
+        """Send queued transitions and stats; True when everything got through."""
+        try:
+            delivered = self._client.update()
+        except RemoteError as error:
+            self._warnings.warning("refused", "the learner refused transitions: %s", error)
+            delivered = False
+        while not self._stats.empty():
+            row = self._stats.queue[0]
+            if not self._request(STATS, row):
+                return False
+            self._stats.get_nowait()
+        return bool(delivered)
+
+    def _poll_status(self) -> bool:
+        """Ask the learner whether to pause; True while it throttles.
+
+        Unreachable: a learner that throttles is waited for (a simulated actor would otherwise run
+        away from it); one that does not throttle (a robot's) is not: the actor acts on, data queues.
+        """
+        reply = self._request(STATUS, {})
+        if isinstance(reply, dict):
+            self._throttled = bool(reply.get("throttled"))
+            wait = bool(reply.get("wait"))
+        else:
+            wait = self._throttled
+        if wait:
+            self.allowed.clear()
+        else:
+            self.allowed.set()
+        return self._throttled
+
+    def _request(self, request_type: str, payload):
+        """The reply, or None if the learner could not be reached (or refused the request: logged)."""
+        try:
+            reply = self._client.request(request_type, payload)
+        except RemoteError as error:
+            logger.warning("the learner refused a %s request: %s", request_type, error)
+            return {}
+        except ConfigMismatchError:
+            raise
+        except TransportError as error:
+            self._warnings.warning("unreachable", "learner unreachable (%s); %s", error, self._unreachable_policy())
+            return None
+        if reply is None:
+            self._warnings.warning("unreachable", "learner unreachable; %s", self._unreachable_policy())
+        return reply
+
+    def _unreachable_policy(self) -> str:
+        if self._throttled:
+            return "pausing until it is back (it throttles actors: --target_utd); Ctrl-C stops"
+        return "acting on, transitions queue"
+
+
+def connect(name: str, learner_host: str, trainer_config: TrainerConfig, data_store,
+            stop: threading.Event) -> Optional[TrainerClient]:
+    """A TrainerClient, waiting (and saying so every few seconds) until the learner answers; None if stopped."""
+    warnings = RateLimitedLog(logger, period_s=10.0)
+    logger.info("connecting to the learner at %s:%d", learner_host, trainer_config.port_number)
+    while not stop.is_set():
+        try:
+            return TrainerClient(name, learner_host, trainer_config, data_store, wait_for_server=False)
+        except TransportError as error:
+            warnings.warning("connect", "waiting for the learner: %s", error)
+            stop.wait(0.5)
+    return None
+
+
+def run_actor(config: ActorConfig, agent, env: gym.Env, trainer_config: TrainerConfig, learner_host: str,
+              eval_env: Optional[gym.Env] = None, progress_fn: Optional[ProgressFn] = None,
+              stop: Optional[threading.Event] = None) -> ActorResult:
+    """Act in `env` with the learner's newest policy for `config.max_steps` steps or until `stop` is set."""
+    progress_fn = progress_fn or (lambda env_steps, metrics: None)
+    stop = stop or threading.Event()
+    data_store = QueuedDataStore(config.queue_size)
+    client = connect(TRAINING_STORE, learner_host, trainer_config, data_store, stop)
+    if client is None:
+        return ActorResult(0, 0, {}, 0)
+    holder = PolicyHolder(agent)
+    client.recv_network_callback(holder.set_policy_params)
+    link = ActorLink(client, config.send_period_s)
+    loop = _ActorLoop(config, holder, env, eval_env or env, data_store, link, progress_fn, stop)
+    try:
+        loop.run()
+    except KeyboardInterrupt:
+        logger.info("actor interrupted at env step %d", loop.step)
+    finally:
+        link.close()
+        stats = client.stats()
+        client.stop()
+    if link.fatal is not None:
+        raise link.fatal
+    logger.info("actor finished: %d env steps, %d episodes; transport %s", loop.step, loop.episodes, stats)
+    return ActorResult(loop.step, loop.episodes, stats, holder.updates)
+
+
+class _ActorLoop:
+    def __init__(self, config, holder, env, eval_env, data_store, link, progress_fn, stop):
+        self.config, self.holder, self.env, self.eval_env = config, holder, env, eval_env
+        self.data_store, self.link, self.progress_fn, self.stop = data_store, link, progress_fn, stop
+        self.step = 0
+        self.episodes = 0
+        self._key = jax.random.PRNGKey(config.seed)
+        self._next_eval = config.eval_period
+        self._window = (time.monotonic(), 0)
+
+    def run(self) -> None:
+        cfg = self.config
+        observation, _ = self.env.reset(seed=cfg.seed)
+        self._compile_policy(observation)
+        episode = _Episode()
+        while self.step < cfg.max_steps and not self.stop.is_set():
+            self._wait_while_throttled()
+            action = self._act(observation)
+            next_observation, reward, terminated, truncated, info = self.env.step(action)
+            intervened = "intervene_action" in info
+            executed = np.asarray(info["intervene_action"], np.float32) if intervened else action
+            self.data_store.insert({"observations": observation, "actions": executed,
+                                    "next_observations": next_observation, "rewards": float(reward),
+                                    "masks": 1.0 - float(terminated), "dones": bool(terminated or truncated),
+                                    INTERVENED: intervened})
+            self.step += 1
+            episode.add(float(reward), info, intervened)
+            observation = next_observation
+            if terminated or truncated:
+                self._report(episode.row())
+                self.episodes += 1
+                if cfg.eval_period and self.step >= self._next_eval:
+                    self._evaluate()
+                observation, _ = self.env.reset()
+                episode = _Episode()
+            self._report_actor_row()
+
+    def _compile_policy(self, observation) -> None:
+        """Trace and compile both policy paths now, not during the first real-time steps."""
+        key = jax.random.PRNGKey(0)
+        jax.block_until_ready(self.holder.agent.sample_actions(observation, seed=key))
+        jax.block_until_ready(self.holder.agent.sample_actions(observation, argmax=True))
+
+    def _act(self, observation) -> np.ndarray:
+        if self.step < self.config.random_steps or self.holder.updates == 0:
+            return self.env.action_space.sample()
+        self._key, key = jax.random.split(self._key)
+        return np.asarray(self.holder.agent.sample_actions(observation, seed=key))
+
+    def _wait_while_throttled(self) -> None:
+        while not self.link.allowed.wait(0.1):
+            if self.stop.is_set():
+                return
+        if self.link.fatal is not None:
+            raise self.link.fatal
+
+    def _evaluate(self) -> None:
+        agent = self.holder.agent
+        results = evaluate(lambda obs: np.asarray(agent.sample_actions(obs, argmax=True)), self.eval_env,
+                           self.config.eval_episodes)
+        self._next_eval = self.step + self.config.eval_period
+        row = {f"eval/{key}": value for key, value in results.items() if key != "episodes"}
+        self._report({**row, "eval/episodes": results["episodes"]})
+
+    def _report(self, row: dict) -> None:
+        self.progress_fn(self.step, row)
+        self.link.queue_stats({**row, "env_steps": self.step})
+
+    def _report_actor_row(self) -> None:
+        last_time, last_step = self._window
+        now = time.monotonic()
+        if now - last_time < ACTOR_ROW_PERIOD_S:
+            return
+        self._window = (now, self.step)
+        self.progress_fn(self.step, {"actor/steps_per_s": (self.step - last_step) / (now - last_time),
+                                     "actor/policy_updates": self.holder.updates,
+                                     "actor/throttled": float(not self.link.allowed.is_set()),
+                                     "actor/queued": len(self.data_store)})
+
+
+class _Episode:
+    """Return, length, success and interventions of the running episode."""
+
+    def __init__(self):
+        self.total, self.length, self.success, self.reports_success, self.interventions = 0.0, 0, False, False, 0
+
+    def add(self, reward: float, info: dict, intervened: bool) -> None:
+        self.total += reward
+        self.length += 1
+        self.reports_success = self.reports_success or "success" in info
+        self.success = self.success or bool(info.get("success", False))
+        self.interventions += intervened
+
+    def row(self) -> dict:
+        row = {"episode/return": self.total, "episode/length": self.length, "episode/interventions": self.interventions}
+        if self.reports_success:
+            row["episode/success"] = float(self.success)
+        return row

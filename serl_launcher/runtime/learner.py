@@ -1,0 +1,221 @@
+"""The learner loop: receive transitions -> replay buffer (+ demos) -> update_high_utd -> publish the policy.
+
+    result = run_learner(LearnerConfig(...), agent, observation_space, action_space, trainer_config,
+                         progress_fn=print_or_sink)
+
+It serves actors (any number, on any machine) through the transport, throttles them to
+`target_utd` when asked, checkpoints, resumes, and reports metrics rows through `progress_fn`:
+"learner/..." every `log_period` updates, and the rows actors send ("eval/...", "episode/...").
+Setting `stop` (or Ctrl-C) ends it after the current update with a final checkpoint.
+"""
+import dataclasses
+import logging
+import threading
+import time
+from typing import Optional
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from serl_launcher.data.demo_mixing import MixedSampler
+from serl_launcher.data.prefetch import PrefetchIterator
+from serl_launcher.data.replay_buffer import ReplayBuffer
+from serl_launcher.runtime.config import LearnerConfig
+from serl_launcher.runtime.data_stores import LearnerDataStore, RLDSLog
+from serl_launcher.runtime.metrics import ProgressFn
+from serl_launcher.runtime.protocol import TRAINING_STORE, LearnerStatus
+from serl_launcher.transport import TrainerConfig, TrainerServer
+from serl_launcher.utils.checkpoints import AgentCheckpointer
+
+logger = logging.getLogger(__name__)
+UTD_DRIFT_WARNING = 0.5  # warn when the real UTD of a log window falls below this fraction of the target
+
+
+@dataclasses.dataclass
+class LearnerResult:
+    agent: object
+    learner_step: int
+    env_steps: int
+    nonfinite_updates: int
+
+
+def run_learner(config: LearnerConfig, agent, observation_space: gym.Space, action_space: gym.Space,
+                trainer_config: TrainerConfig, progress_fn: Optional[ProgressFn] = None,
+                stop: Optional[threading.Event] = None, checkpoint_metadata: Optional[dict] = None) -> LearnerResult:
+    """Train `agent` on what actors send until `config.max_steps` updates or `stop` is set."""
+    progress_fn = progress_fn or (lambda env_steps, metrics: None)
+    stop = stop or threading.Event()
+    buffer, demos = _make_buffers(config, observation_space, action_space)
+    status = LearnerStatus(config.target_utd, config.training_starts)
+    checkpointer = AgentCheckpointer(config.checkpoint_dir, config.max_checkpoints) if config.checkpoint_dir else None
+    start_step, env_steps_before = 0, 0
+    if checkpointer is not None and checkpointer.latest_step() is not None:
+        agent, metadata = checkpointer.restore(agent)
+        start_step = int(metadata.get("learner_step", checkpointer.latest_step()))
+        env_steps_before = int(metadata.get("env_steps", 0))
+        logger.info("resumed from %s at learner step %d (%d env steps); the replay buffer starts empty",
+                    checkpointer.directory, start_step, env_steps_before)
+    status.learner_step = start_step
+
+    rlds_log = RLDSLog(config.log_rlds_path) if config.log_rlds_path else None
+    server = TrainerServer(trainer_config, data_callback=rlds_log, request_callback=status.handle_request)
+    server.register_data_store(TRAINING_STORE, _CountingStore(LearnerDataStore(buffer, demos), status))
+    server.start(threaded=True)
+    loop = _Loop(config, agent, status, server, progress_fn, stop, checkpointer,
+                 {**(checkpoint_metadata or {})}, env_steps_before)
+    try:
+        server.publish_network(agent.policy_params())  # actors act with it while the buffer fills
+        if _wait_for_transitions(status, config.training_starts, stop):
+            sampler = MixedSampler(buffer, demos, config.demo_ratio, minibatches=config.utd_ratio, seed=config.seed)
+            batches = PrefetchIterator(lambda: sampler.sample(config.batch_size * config.utd_ratio))
+            try:
+                loop.train(batches)
+            finally:
+                batches.close()
+    except KeyboardInterrupt:
+        logger.info("interrupted at learner step %d", status.learner_step)
+    finally:
+        loop.save_final_checkpoint()
+        server.stop()
+        if rlds_log is not None:
+            rlds_log.close()
+        if checkpointer is not None:
+            checkpointer.close()
+    return LearnerResult(loop.agent, status.learner_step, loop.env_steps(), loop.nonfinite_updates())
+
+
+class _CountingStore:
+    """Counts received transitions for the throttle and the metrics as they are stored."""
+
+    def __init__(self, store: LearnerDataStore, status: LearnerStatus):
+        self._store, self._status = store, status
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def insert_stacked(self, columns) -> None:
+        self._store.insert_stacked(columns)
+        self._status.env_steps += len(np.asarray(columns["rewards"]))
+
+    def batch_insert(self, transitions: list) -> None:
+        self._store.batch_insert(transitions)
+        self._status.env_steps += len(transitions)
+
+    def insert(self, transition) -> None:
+        self.batch_insert([transition])
+
+
+def _make_buffers(config: LearnerConfig, observation_space, action_space):
+    buffer = ReplayBuffer(observation_space, action_space, config.replay_buffer_capacity, seed=config.seed)
+    logger.info("replay buffer: capacity %d transitions, %.0f MB", buffer.capacity, buffer.nbytes / 1e6)
+    demos = None
+    if config.demos_path:
+        from serl_launcher.data.rlds import read_rlds_dataset, stack_transitions
+
+        transitions = stack_transitions(read_rlds_dataset(config.demos_path))
+        count = len(transitions["rewards"])
+        if config.demo_ratio > 0:  # a buffer of their own, sampled at a fixed fraction of every batch
+            demos = ReplayBuffer(observation_space, action_space, count + config.demo_buffer_capacity,
+                                 seed=config.seed + 1)
+            demos.insert_stacked(transitions)
+        else:
+            buffer.insert_stacked(transitions)
+        logger.info("loaded %d demonstration transitions from %s (%s)", count, config.demos_path,
+                    f"{config.demo_ratio:.0%} of every batch" if demos is not None else "into the replay buffer")
+    elif config.demo_ratio > 0:
+        demos = ReplayBuffer(observation_space, action_space, config.demo_buffer_capacity, seed=config.seed + 1)
+    return buffer, demos
+
+
+def _wait_for_transitions(status: LearnerStatus, needed: int, stop: threading.Event) -> bool:
+    """Show a progress bar until actors sent `needed` transitions; False if stopped first."""
+    logger.info("waiting for %d transitions from actors (start one with --actor --ip <this host>)", needed)
+    with tqdm.tqdm(total=needed, desc="waiting for actors", unit="transition", dynamic_ncols=True) as bar:
+        while status.env_steps < needed:
+            if stop.wait(0.2):
+                return False
+            bar.update(min(status.env_steps, needed) - bar.n)
+        bar.update(needed - bar.n)
+    return True
+
+
+class _Loop:
+    """The training loop's state: the agent, counters, and what it reports and saves."""
+
+    def __init__(self, config, agent, status, server, progress_fn, stop, checkpointer, metadata, env_steps_before):
+        self.config, self.agent, self.status, self.server = config, agent, status, server
+        self.progress_fn, self.stop, self.checkpointer, self.metadata = progress_fn, stop, checkpointer, metadata
+        self._env_steps_before = env_steps_before
+        self._nonfinite = jnp.zeros((), jnp.float32)  # summed on the device: no sync per update
+        self._reported_nonfinite = 0
+        self._window = (time.monotonic(), status.learner_step, status.critic_steps, status.env_steps)
+        self._saved_step = status.learner_step  # the final checkpoint is written only if training moved on
+
+    def env_steps(self) -> int:
+        return self._env_steps_before + self.status.env_steps
+
+    def nonfinite_updates(self) -> int:
+        return int(self._nonfinite)
+
+    def train(self, batches) -> None:
+        cfg, status = self.config, self.status
+        logger.info("training: updates of %d critic steps x %d transitions, then one actor step", cfg.utd_ratio,
+                    cfg.batch_size)
+        self._window = (time.monotonic(), status.learner_step, status.critic_steps, status.env_steps)
+        while status.learner_step < cfg.max_steps and not self.stop.is_set():
+            self.agent, info = self.agent.update_high_utd(next(batches), utd_ratio=cfg.utd_ratio)
+            self._nonfinite = self._nonfinite + info["nonfinite_update"]
+            status.learner_step += 1
+            status.critic_steps += cfg.utd_ratio
+            self.server.publish_network(self.agent.policy_params())
+            if status.learner_step % cfg.log_period == 0:
+                self._report(info)
+            if self.checkpointer and cfg.checkpoint_period and status.learner_step % cfg.checkpoint_period == 0:
+                self._save()
+        self._report_actor_rows()
+
+    def _report(self, info: dict) -> None:
+        status, cfg = self.status, self.config
+        now = time.monotonic()
+        last_time, last_step, last_critic, last_env = self._window
+        self._window = (now, status.learner_step, status.critic_steps, status.env_steps)
+        window_utd = (status.critic_steps - last_critic) / max(1, status.env_steps - last_env)
+        metrics = {f"learner/{key}": float(value) for key, value in jax.device_get(info).items()}
+        metrics.pop("learner/nonfinite_update")
+        nonfinite = self.nonfinite_updates()
+        if nonfinite > self._reported_nonfinite:
+            logger.error("%d updates so far were skipped because a loss was not finite (bad data or divergence); "
+                         "the last good parameters were kept", nonfinite)
+        self._reported_nonfinite = nonfinite
+        metrics.update({
+            "learner/step": status.learner_step,
+            "learner/updates_per_s": (status.learner_step - last_step) / max(now - last_time, 1e-9),
+            "learner/utd": status.critic_steps / max(1, status.env_steps),
+            "learner/target_utd": cfg.target_utd,
+            "learner/nonfinite_updates": nonfinite,
+            "learner/dropped_stats": status.dropped_stats,
+        })
+        if cfg.target_utd > 0 and status.env_steps - last_env > 0 and window_utd < UTD_DRIFT_WARNING * cfg.target_utd:
+            logger.warning("real UTD %.2g over the last %d env steps is far below --target_utd %g: actors are "
+                           "not being throttled (do they ask this learner? is the learner overloaded?)",
+                           window_utd, status.env_steps - last_env, cfg.target_utd)
+        self._report_actor_rows()
+        self.progress_fn(self.env_steps(), metrics)
+
+    def _report_actor_rows(self) -> None:
+        for row in self.status.pop_stats():
+            env_steps = int(row.pop("env_steps", self.env_steps()))
+            self.progress_fn(env_steps, row)
+
+    def _save(self) -> None:
+        step = self.status.learner_step
+        self.checkpointer.save(step, self.agent, {**self.metadata, "learner_step": step, "env_steps": self.env_steps()})
+        self._saved_step = step
+        logger.info("saved checkpoint %d in %s", step, self.checkpointer.directory)
+
+    def save_final_checkpoint(self) -> None:
+        if self.checkpointer is not None and self._saved_step != self.status.learner_step:
+            self._save()

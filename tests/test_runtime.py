@@ -1,0 +1,224 @@
+"""The learner and actor loops in one process (threads, real sockets on loopback), with small networks.
+
+Metrics are read from the rows the loops hand to progress_fn, never from log text.
+"""
+import threading
+import time
+
+import gymnasium as gym
+import jax
+import numpy as np
+import pytest
+
+import franka_sim  # noqa: F401  (registers PandaPickCube-v0)
+from serl_launcher.data.demo_mixing import MixedSampler
+from serl_launcher.data.replay_buffer import ReplayBuffer
+from serl_launcher.data.rlds import read_rlds_dataset
+from serl_launcher.runtime import ActorConfig, LearnerConfig, run_actor, run_learner
+from serl_launcher.runtime.actor import _ActorLoop
+from serl_launcher.runtime.data_stores import LearnerDataStore
+from serl_launcher.runtime.protocol import THROTTLE_SLACK_STEPS, LearnerStatus, parse_stats
+from serl_launcher.transport import QueuedDataStore
+from serl_launcher.utils.checkpoints import load_agent
+from serl_launcher.utils.launcher import make_env, make_sac_agent, make_trainer_config
+from tests.helpers import free_ports
+
+DEMOS = "demos/pick_cube_20_scripted"
+ENV = "PandaPickCube-v0"
+
+
+def _agent(env):
+    return make_sac_agent(0, env.observation_space.sample(), env.action_space.sample(), hidden_dims=(16, 16),
+                          critic_ensemble_size=2, critic_subsample_size=None)
+
+
+class Rows:
+    """A progress_fn that keeps every row (thread-safe)."""
+
+    def __init__(self):
+        self.rows, self._lock = [], threading.Lock()
+
+    def __call__(self, env_steps, metrics):
+        with self._lock:
+            self.rows.append((env_steps, dict(metrics)))
+
+    def having(self, key):
+        with self._lock:
+            return [(steps, row) for steps, row in self.rows if key in row]
+
+
+def _train(tmp_path, learner_config, actor_config, actor_env=None):
+    """Run a learner (thread) and an actor (this thread), then stop the learner; returns both results and rows."""
+    env = make_env(ENV, seed=0)
+    port, broadcast = free_ports(2)
+    trainer_config = make_trainer_config(port, broadcast, bind_address="127.0.0.1")
+    learner_rows, actor_rows, results = Rows(), Rows(), {}
+
+    stop = threading.Event()
+
+    def learner():
+        results["learner"] = run_learner(learner_config, _agent(env), env.observation_space, env.action_space,
+                                         trainer_config, progress_fn=learner_rows, stop=stop)
+
+    thread = threading.Thread(target=learner)
+    thread.start()
+    actor_env = actor_env or make_env(ENV, seed=1)
+    results["actor"] = run_actor(actor_config, _agent(env), actor_env, trainer_config, "127.0.0.1",
+                                 eval_env=make_env(ENV, seed=2), progress_fn=actor_rows)
+    stop.set()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "the learner did not stop"
+    return results, learner_rows, actor_rows
+
+
+@pytest.mark.slow
+def test_learner_and_actor_train_throttle_report_and_checkpoint(tmp_path):
+    learner_config = LearnerConfig(batch_size=16, utd_ratio=2, max_steps=10_000, training_starts=100, target_utd=1.0,
+                                   demos_path=DEMOS, demo_ratio=0.5, log_rlds_path=str(tmp_path / "received"),
+                                   checkpoint_dir=str(tmp_path / "checkpoints"), checkpoint_period=50, log_period=5)
+    actor_config = ActorConfig(max_steps=1000, random_steps=50, eval_period=200, eval_episodes=2)
+    results, learner_rows, actor_rows = _train(tmp_path, learner_config, actor_config)
+    learner_result, actor_result = results["learner"], results["actor"]
+
+    assert learner_result.nonfinite_updates == 0 and learner_result.env_steps == 1000
+    assert actor_result.transport["dropped"] == 0 and actor_result.policy_updates >= 2
+
+    # The UTD throttle: actors never ran ahead of target_utd (plus slack), so ~900 updates of 2 critic steps.
+    rows = learner_rows.having("learner/step")
+    assert [row["learner/step"] for _, row in rows] == list(range(5, 5 * len(rows) + 1, 5))
+    assert learner_result.learner_step * 2 >= 1000 - 100 - THROTTLE_SLACK_STEPS - 60
+    for env_steps, row in rows:
+        critic_steps = row["learner/step"] * 2
+        assert env_steps <= 100 + critic_steps / 1.0 + THROTTLE_SLACK_STEPS + 60, (env_steps, critic_steps)
+    assert [steps for steps, _ in rows] == sorted(steps for steps, _ in rows)
+
+    # Every evaluation the actor made reached the learner's sink, indexed by the actor's env steps.
+    actor_evals = [(steps, row["eval/return"]) for steps, row in actor_rows.having("eval/return")]
+    learner_evals = [(steps, row["eval/return"]) for steps, row in learner_rows.having("eval/return")]
+    assert len(actor_evals) == 5 and learner_evals == actor_evals
+    assert [steps for steps, _ in actor_evals] == [200, 400, 600, 800, 1000]
+    episodes = learner_rows.having("episode/return")
+    assert episodes and all(row["episode/length"] == 100 for _, row in episodes)
+    assert "episode/success" in episodes[0][1]
+
+    # The checkpoint rebuilds the agent alone, and it acts exactly as the learner's final agent.
+    loaded = load_agent(str(tmp_path / "checkpoints"))
+    observations = np.random.default_rng(0).normal(size=(8, 10)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.sample_actions(observations, argmax=True),
+                                  learner_result.agent.sample_actions(observations, argmax=True))
+
+    logged = list(read_rlds_dataset(str(tmp_path / "received")))
+    assert sum(len(episode["reward"]) - 1 for episode in logged) == 1000
+
+
+@pytest.mark.slow
+def test_a_resumed_learner_continues_its_step_count(tmp_path):
+    config = LearnerConfig(batch_size=16, utd_ratio=2, max_steps=10_000, training_starts=50, log_period=5,
+                           target_utd=0.5, checkpoint_dir=str(tmp_path / "checkpoints"))
+    actor_config = ActorConfig(max_steps=200, random_steps=50, eval_period=0)
+    first, _, _ = _train(tmp_path, config, actor_config)
+    assert first["learner"].env_steps == 200 and first["learner"].learner_step > 0
+    second, rows, _ = _train(tmp_path, config, actor_config)
+    steps = [row["learner/step"] for _, row in rows.having("learner/step")]
+    assert steps and steps[0] == (first["learner"].learner_step // 5 + 1) * 5  # continues, not from 0
+    assert second["learner"].env_steps == 400  # env steps continue from the checkpoint
+
+
+def test_stop_ends_a_waiting_learner_at_once_without_a_checkpoint(tmp_path):
+    env = make_env(ENV)
+    stop = threading.Event()
+    config = LearnerConfig(training_starts=100, checkpoint_dir=str(tmp_path / "ck"))
+    threading.Timer(0.5, stop.set).start()
+    start = time.monotonic()
+    result = run_learner(config, _agent(env), env.observation_space, env.action_space,
+                         make_trainer_config(*free_ports(2), bind_address="127.0.0.1"), stop=stop)
+    assert time.monotonic() - start < 15 and result.learner_step == 0
+    assert not list((tmp_path / "ck").iterdir())  # nothing trained, nothing saved
+
+
+def test_mixed_sampler_puts_demo_ratio_of_every_minibatch_from_demos():
+    space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+    action = gym.spaces.Box(-1, 1, (1,), np.float32)
+
+    def filled(reward, n):
+        buffer = ReplayBuffer(space, action, n, seed=0)
+        buffer.insert_stacked({"observations": np.zeros((n, 1)), "next_observations": np.zeros((n, 1)),
+                               "actions": np.zeros((n, 1)), "rewards": np.full(n, reward), "masks": np.ones(n),
+                               "dones": np.zeros(n, bool)})
+        return buffer
+
+    sampler = MixedSampler(filled(0.0, 50), filled(1.0, 20), demo_ratio=0.25, minibatches=8, seed=0)
+    batch = sampler.sample(8 * 32)
+    per_minibatch = batch["rewards"].reshape(8, 32).sum(axis=1)
+    np.testing.assert_array_equal(per_minibatch, np.full(8, 8.0))  # 25% of 32, in every minibatch
+    assert not np.array_equal(batch["rewards"][:32], np.sort(batch["rewards"][:32]))  # shuffled inside
+
+
+def test_learner_status_throttles_only_with_a_target_and_parses_serl_stats():
+    status = LearnerStatus(target_utd=2.0, training_starts=100)
+    status.env_steps = 100 + THROTTLE_SLACK_STEPS
+    assert status.handle_request("learner-status", {}) == {"wait": True, "throttled": True, "learner_step": 0,
+                                                           "env_steps": 200}
+    status.critic_steps = 2
+    assert not status.should_wait()
+    assert not LearnerStatus(target_utd=0.0, training_starts=0).should_wait()
+    assert parse_stats({"eval": {"return": 1, "success": 0.5}, "timer": {"step": 0.01}}) == {
+        "eval/return": 1.0, "eval/success": 0.5, "timer/step": 0.01}
+    for bad in ({"x": float("nan")}, {"x": "text"}, {i: 1 for i in range(1)}, {f"k{i}": 1 for i in range(65)}, [1]):
+        with pytest.raises(ValueError):
+            parse_stats(bad)
+    for _ in range(1005):
+        status.handle_request("send-stats", {"x": 1})
+    assert len(status.pop_stats()) == 1000 and status.dropped_stats == 5  # bounded whatever actors send
+
+
+def test_intervened_transitions_also_go_to_the_demo_buffer():
+    env = make_env(ENV)
+    online = ReplayBuffer(env.observation_space, env.action_space, 100)
+    demos = ReplayBuffer(env.observation_space, env.action_space, 100)
+    store = LearnerDataStore(online, demos)
+    n = 6
+    columns = {"observations": np.zeros((n, 10), np.float32), "next_observations": np.zeros((n, 10), np.float32),
+               "actions": np.zeros((n, 4), np.float32), "rewards": np.arange(n, dtype=np.float32),
+               "masks": np.ones(n, np.float32), "dones": np.zeros(n, bool),
+               "intervened": np.array([0, 1, 0, 0, 1, 0], bool)}
+    store.insert_stacked(columns)
+    assert len(online) == 6 and len(demos) == 2
+    assert set(demos.sample(50)["rewards"].tolist()) == {1.0, 4.0}
+
+
+class _InterveningEnv(gym.Wrapper):
+    """Every third step a (pretend) operator takes over with a fixed action, as a SpaceMouse wrapper does."""
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        self._count = getattr(self, "_count", 0) + 1
+        if self._count % 3 == 0:
+            info = {**info, "intervene_action": np.full(4, 0.25, np.float32), "intervened": True}
+        return observation, reward, terminated, truncated, info
+
+
+class _OfflineLink:
+    """Stands in for ActorLink: always allowed to act, stats kept in a list."""
+
+    def __init__(self):
+        self.allowed, self.fatal, self.stats = threading.Event(), None, []
+        self.allowed.set()
+
+    def queue_stats(self, row):
+        self.stats.append(row)
+
+
+def test_the_actor_stores_the_executed_action_and_flags_interventions():
+    env = make_env(ENV, seed=0)
+    holder = type("Holder", (), {"agent": _agent(env), "updates": 0})()
+    store, link = QueuedDataStore(100), _OfflineLink()
+    loop = _ActorLoop(ActorConfig(max_steps=9, random_steps=100, eval_period=0), holder, _InterveningEnv(env), env,
+                      store, link, lambda *_: None, threading.Event())
+    loop.run()
+    rows = store.get_latest_data(-1)
+    assert len(rows) == 9
+    flagged = [i for i, row in enumerate(rows) if row["intervened"]]
+    assert flagged == [2, 5, 8]
+    for i, row in enumerate(rows):
+        assert np.array_equal(row["actions"], np.full(4, 0.25)) == (i in flagged)
