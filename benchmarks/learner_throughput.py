@@ -174,12 +174,12 @@ def main() -> None:
     groups = []
     for ensemble in dict.fromkeys(args.ensembles):
         setup = "ens 10/2" if ensemble == 10 else "ens 2"
-        figures = [Figure("calls_per_s", f"update_high_utd calls/s, {setup}", True),
-                   Figure("first_call_s", f"first call incl. compile s, {setup}", False)]
+        figures = [Figure("calls_per_s", f"update_high_utd calls/s, {setup}", True, short="calls/s"),
+                   Figure("first_call_s", f"first call incl. compile s, {setup}", False, short="first call s")]
         latency = latency_calls if ensemble == args.ensembles[0] else 0
         if latency:
-            figures += [Figure("sample_p50_us", "sample_actions to numpy p50 us", False, ".0f"),
-                        Figure("sample_p99_us", "sample_actions to numpy p99 us", False, ".0f")]
+            figures += [Figure("sample_p50_us", "sample_actions to numpy p50 us", False, ".0f", "sample_actions p50 us"),
+                        Figure("sample_p99_us", "sample_actions to numpy p99 us", False, ".0f", "p99 us")]
         groups.append(Group(f"ensemble {ensemble}", "learner",
                             {"ensemble": ensemble, "repeats": repeats, "calls": calls, "latency_calls": latency},
                             tuple(figures)))

@@ -327,6 +327,7 @@ class Figure:
     label: str
     higher_is_better: bool
     fmt: str = ".2f"
+    short: str = ""  # name in the per-process progress lines (default: label)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -441,7 +442,7 @@ def _print_progress(r: int, n_rounds: int, group: Group, person: Contestant, res
     if "error" in result:
         print(f"{head} FAILED: {result['error']}\n    " + result.get("stderr", "").strip().replace("\n", "\n    "))
     else:
-        values = ", ".join(f"{f.label} {_fmt(result.get(f.key), f.fmt)}" for f in group.figures)
+        values = ", ".join(f"{f.short or f.label} {_fmt(result.get(f.key), f.fmt)}" for f in group.figures)
         notes = f"  [{result['note']}]" if result.get("note") else ""
         print(f"{head} {values}; foreign load {_fmt(_foreign(result), '.2f')} cores{notes}")
     sys.stdout.flush()
@@ -462,16 +463,19 @@ def _print_versions(results: dict, people: list[Contestant]) -> None:
 def _print_load_table(results, groups, people, n_rounds, limit) -> None:
     print(f"\nforeign CPU load per process, cores used by other processes while it measured "
           f"(* = over {limit}: round discarded for that row):")
-    columns = [(g, p) for g in groups for p in people]
-    heads = [f"{g.name}: {p.name}" for g, p in columns]
-    width = max(12, *(len(h) for h in heads))
-    print("  round " + " ".join(f"{h:>{width}s}" for h in heads))
+    width = max(8, *(len(p.name) + 1 for p in people))
+    span = len(people) * width
+    print("  " + " " * 6 + "".join(f" | {g.name[:span]:<{span}s}" for g in groups))
+    print("  round " + "".join(" | " + "".join(f"{p.name:>{width}s}" for p in people) for g in groups))
     for r in range(n_rounds):
         cells = []
-        for g, p in columns:
-            load = _foreign(results[g.name][r].get(p.name))
-            cells.append("failed" if load is None else f"{load:.2f}{'*' if load > limit else ' '}")
-        print(f"  {r + 1:>5d} " + " ".join(f"{c:>{width}s}" for c in cells))
+        for g in groups:
+            row = ""
+            for p in people:
+                load = _foreign(results[g.name][r].get(p.name))
+                row += f"{'failed' if load is None else f'{load:.2f}' + ('*' if load > limit else ' '):>{width}s}"
+            cells.append(row)
+        print(f"  {r + 1:>5d} " + "".join(f" | {c}" for c in cells))
 
 
 def _row(values_by_round, ratio_fn):
