@@ -409,12 +409,15 @@ def _foreign(result: dict | None):
 
 def run(title: str, module: str, groups: list[Group], args, peer_name: str,
         variants: list[tuple[str, dict]] = (), notes: list[str] = ()) -> dict:
-    """Interleave fresh processes (peer first) over the rounds, then print the same-run tables."""
+    """Interleave fresh processes (peer first) over the rounds, then print the same-run tables.
+
+    Exits with status 1 after the tables when any process failed.
+    """
     n_rounds = rounds(args)
     people, peer_line = contestants(args, peer_name, variants)
     peer = people[0] if people[0].side == "peer" else None
     print_header(title, [peer_line, *notes,
-                         f"{n_rounds} rounds; each round runs every group in a fresh process per side, "
+                         f"{n_rounds} round{'s' if n_rounds > 1 else ''}; each round runs every group in a fresh process per side, "
                          f"{'peer first' if peer else 'ours only'}; rounds where other processes used "
                          f"> {args.max_foreign_cores} cores are discarded"])
     results = {g.name: [{} for _ in range(n_rounds)] for g in groups}
@@ -434,6 +437,11 @@ def run(title: str, module: str, groups: list[Group], args, peer_name: str,
     _print_versions(results, people)
     _print_load_table(results, groups, people, n_rounds, args.max_foreign_cores)
     _print_figures(results, groups, people, peer, n_rounds, args.max_foreign_cores)
+    failed = sum("error" in rr[p.name] for rounds_ in results.values() for rr in rounds_ for p in people)
+    if failed:
+        print(f"\n{failed} process(es) FAILED (their output is above); exit status 1")
+        sys.stdout.flush()
+        sys.exit(1)
     return results
 
 
@@ -464,17 +472,17 @@ def _print_load_table(results, groups, people, n_rounds, limit) -> None:
     print(f"\nforeign CPU load per process, cores used by other processes while it measured "
           f"(* = over {limit}: round discarded for that row):")
     width = max(8, *(len(p.name) + 1 for p in people))
-    span = len(people) * width
-    print("  " + " " * 6 + "".join(f" | {g.name[:span]:<{span}s}" for g in groups))
-    print("  round " + "".join(" | " + "".join(f"{p.name:>{width}s}" for p in people) for g in groups))
+    spans = [max(len(g.name), len(people) * width) for g in groups]
+    print("  " + " " * 6 + "".join(f" | {g.name:<{span}s}" for g, span in zip(groups, spans)))
+    print("  round " + "".join(" | " + "".join(f"{p.name:>{width}s}" for p in people).rjust(span) for span in spans))
     for r in range(n_rounds):
         cells = []
-        for g in groups:
+        for g, span in zip(groups, spans):
             row = ""
             for p in people:
                 load = _foreign(results[g.name][r].get(p.name))
                 row += f"{'failed' if load is None else f'{load:.2f}' + ('*' if load > limit else ' '):>{width}s}"
-            cells.append(row)
+            cells.append(row.rjust(span))
         print(f"  {r + 1:>5d} " + "".join(f" | {c}" for c in cells))
 
 
