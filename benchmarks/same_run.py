@@ -244,10 +244,11 @@ def emit(tag: str, text: str = "") -> None:
 
 
 def wait_for(word: str) -> None:
-    """In a helper process: block until the spawning process sends `word` (or closes stdin)."""
+    """In a helper process: block until the spawning process sends `word`; exit if it goes away."""
     for line in sys.stdin:
         if line.strip() == word:
             return
+    raise SystemExit(f"the spawning process closed stdin before sending {word}")
 
 
 def _is_within(path: str, root: str) -> bool:
@@ -369,7 +370,7 @@ def rounds(args) -> int:
 
 def contestants(args, peer_name: str, variants: list[tuple[str, dict]] = ()) -> tuple[list[Contestant], str]:
     """[peer (if its venv exists), ours, ours variants...] and a line saying where the peer is."""
-    python = args.peer_python or os.environ.get(PEER_PYTHON_ENV) or DEFAULT_PEER_PYTHON
+    python = os.path.abspath(args.peer_python or os.environ.get(PEER_PYTHON_ENV) or DEFAULT_PEER_PYTHON)
     found = os.path.isfile(python) and os.access(python, os.X_OK)
     result = [Contestant(peer_name, "peer", python)] if found else []
     result.append(Contestant("ours", "ours", sys.executable))
