@@ -17,7 +17,7 @@ same_run.py); both sides time the same way:
      np.asarray(jax.device_get(...)) as SERL's actor does, `--latency_calls` calls after 100
      warm-up calls: p50 and p99.
 
-    python benchmarks/learner_throughput.py                     # 5 rounds, ~10 minutes on 2 cores
+    python benchmarks/learner_throughput.py                     # 5 rounds, ~5-10 minutes on 2 cores
     python benchmarks/learner_throughput.py --quick             # 2 rounds, smoke test
     python benchmarks/learner_throughput.py --variant 'chunked={"actor_loss_gradient": "chunked"}'
 """
