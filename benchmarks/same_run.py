@@ -405,7 +405,8 @@ def _fmt(value, fmt: str) -> str:
 def _foreign(result: dict | None):
     if not result or "error" in result:
         return None
-    return result["load"]["foreign_cores"]
+    load = result["load"]["foreign_cores"]
+    return None if load is None else max(0.0, load)  # a few ticks below 0 are accounting noise
 
 
 def run(title: str, module: str, groups: list[Group], args, peer_name: str,
