@@ -22,6 +22,7 @@ import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
 import franka_sim  # noqa: E402,F401  (registers the environments)
+import same_run  # noqa: E402  (header: date and CPU model)
 
 SERL_STEPS_PER_S = 390.0  # ../shared/baselines.md, SERL franka_sim PandaPickCube-v0, random actions
 TARGET_STEPS_PER_S = 2000.0
@@ -64,6 +65,9 @@ def main() -> None:
     if min(args.steps, args.vision_steps, args.repeats) < 1:
         parser.error("--steps, --vision-steps and --repeats must be >= 1")
 
+    same_run.print_header(__doc__.splitlines()[0], [
+        "not a same-run comparison: SERL's franka_sim is not in the peer venv, its figure below is a constant "
+        "from ../shared/baselines.md (another day, maybe another CPU); do not quote the ratio as a measurement"])
     state_runs = [run_env("PandaPickCube-v0", args.steps, seed=r) for r in range(args.repeats)]
     rates = [rate for rate, _ in state_runs]
     resets = [t for _, ts in state_runs for t in ts]

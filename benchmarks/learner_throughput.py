@@ -1,44 +1,45 @@
-"""Learner throughput (SACAgent.update_high_utd calls/s) and actor latency, compared with SERL.
+"""Learner throughput (SACAgent.update_high_utd calls/s) and actor latency, ours vs SERL in the same run.
 
-Configuration: `make_sac_agent`'s default (obs 10, action 4, actor and critic MLPs [256, 256]
-tanh + LayerNorm, critic ensemble 10 with the target a min over 2 subsampled members), batch
-2048 = 256 x 8, utd_ratio 8. Measured in steady state, after compilation:
-  1. update_high_utd calls/s with the batch already on the device (and critic gradient steps/s:
-     8 per call);
-  2. calls/s including sampling 2048 transitions from a ReplayBuffer of random transitions and
-     the copy to the device, both as `jax.device_put(buffer.sample(2048))` before each call and
-     through `buffer.get_iterator(2048)` (sampled and copied ahead by a background thread);
-  3. the same as 1. for plain SAC (ensemble 2, no subsampling);
-  4. sample_actions latency for one observation, including `np.asarray(jax.device_get(...))`.
-The throughput repeats of 1-3 are interleaved, so that load from other processes affects them
-alike; each figure is a median over repeats. SERL's figures are constants from
-../shared/baselines.md, measured there on a machine like this one (2 cores), not in this run.
+Configuration: SERL's `make_sac_agent` (obs 10, action 4, actor and critic MLPs [256, 256] tanh +
+LayerNorm), batch 2048 = 256 x 8, utd_ratio 8, two critic setups:
+  - ensemble 10, target a min over 2 subsampled members (SERL's default);
+  - ensemble 2, no subsampling (plain SAC); SERL's agent built with SACAgent.create_states and
+    the keyword arguments of its make_sac_agent except critic_ensemble_size=2,
+    critic_subsample_size=None.
+Ours: serl_launcher.utils.launcher.make_sac_agent(0, obs, act, critic_ensemble_size=...,
+critic_subsample_size=..., **agent_kwargs). Each (round, setup, side) is a fresh process (see
+same_run.py); both sides time the same way:
+  1. first update_high_utd call, including tracing and compilation (blocked on the agent);
+  2. one more call, then `--repeats` repeats of `--calls` calls, each call followed by
+     jax.block_until_ready(agent) (as SERL's learner loop does), the batch already on the device;
+     the process reports the median calls/s of its repeats;
+  3. in the ensemble-10 process: sample_actions for one observation, converted with
+     np.asarray(jax.device_get(...)) as SERL's actor does, `--latency_calls` calls after 100
+     warm-up calls: p50 and p99.
 
-    python benchmarks/learner_throughput.py            # ~1 minute
-    python benchmarks/learner_throughput.py --quick    # ~20 s
+    python benchmarks/learner_throughput.py                     # 5 rounds, ~5-10 minutes on 2 cores
+    python benchmarks/learner_throughput.py --quick             # 2 rounds, smoke test
+    python benchmarks/learner_throughput.py --variant 'chunked={"actor_loss_gradient": "chunked"}'
 """
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import statistics
 import time
 
-import gymnasium as gym
-import jax
 import numpy as np
 
-from serl_launcher.data.replay_buffer import ReplayBuffer
-from serl_launcher.utils.launcher import make_sac_agent
+import same_run
+from same_run import Figure, Group
 
 OBS_DIM, ACTION_DIM = 10, 4
 BATCH_SIZE, UTD_RATIO = 2048, 8
-# SERL on a machine like this one (../shared/baselines.md).
-SERL_CALLS_PER_S = {10: 3.9, 2: 15.7}
-SERL_SAMPLE_ACTIONS_US = {"p50": 139.0, "p99": 201.0}
+LATENCY_WARMUP = 100
 
 
-def random_transitions(n: int, rng: np.random.Generator) -> dict:
+def random_batch(n: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
     return {
         "observations": rng.normal(size=(n, OBS_DIM)).astype(np.float32),
         "next_observations": rng.normal(size=(n, OBS_DIM)).astype(np.float32),
@@ -49,127 +50,146 @@ def random_transitions(n: int, rng: np.random.Generator) -> dict:
     }
 
 
-def filled_replay_buffer(size: int, seed: int) -> ReplayBuffer:
-    observation_space = gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
-    action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
-    buffer = ReplayBuffer(observation_space, action_space, capacity=size, seed=seed)
-    buffer.batch_insert(random_transitions(size, np.random.default_rng(seed)))
-    return buffer
+def _serl_agent(ensemble: int):
+    """SERL's agent exactly as its make_sac_agent builds it (ensemble 10) or with a plain-SAC critic."""
+    import flax.linen as nn
+    import jax
+    from serl_launcher.agents.continuous.sac import SACAgent
+    from serl_launcher.utils.launcher import make_sac_agent
+
+    obs, act = np.zeros(OBS_DIM, np.float32), np.zeros(ACTION_DIM, np.float32)
+    if ensemble == 10:
+        return make_sac_agent(0, obs, act)
+    if ensemble != 2:
+        raise ValueError("SERL's side is measured with ensemble 10 (its default) or 2 (plain SAC)")
+    network_kwargs = {"activations": nn.tanh, "use_layer_norm": True, "hidden_dims": [256, 256]}
+    return SACAgent.create_states(
+        jax.random.PRNGKey(0), obs, act,
+        policy_kwargs={"tanh_squash_distribution": True, "std_parameterization": "exp", "std_min": 1e-5, "std_max": 5},
+        critic_network_kwargs=dict(network_kwargs), policy_network_kwargs=dict(network_kwargs),
+        temperature_init=1e-2, discount=0.99, backup_entropy=False,
+        critic_ensemble_size=2, critic_subsample_size=None,
+    )
 
 
-def make_agent(ensemble_size: int):
-    return make_sac_agent(0, np.zeros(OBS_DIM, np.float32), np.zeros(ACTION_DIM, np.float32),
-                          critic_ensemble_size=ensemble_size,
-                          critic_subsample_size=2 if ensemble_size > 2 else None)
+def _our_agent(ensemble: int, agent_kwargs: dict):
+    from serl_launcher.utils.launcher import make_sac_agent
+
+    kwargs = {"critic_ensemble_size": ensemble, "critic_subsample_size": 2 if ensemble > 2 else None,
+              **agent_kwargs}
+    return make_sac_agent(0, np.zeros(OBS_DIM, np.float32), np.zeros(ACTION_DIM, np.float32), **kwargs)
 
 
-class UpdateLoop:
-    """A learner's loop: `agent.update_high_utd(next_batch())`, timed in repeats of `calls` calls."""
+def role_learner(meter, side: str, ensemble: int, repeats: int, calls: int, latency_calls: int,
+                 agent_kwargs: dict | None = None) -> dict:
+    """One side's learner (and actor latency) in this fresh process."""
+    import jax
 
-    def __init__(self, agent, next_batch):
-        self.agent, self.next_batch = agent, next_batch
+    if side == "peer":
+        if agent_kwargs:
+            raise ValueError("agent_kwargs are for our agent only")
+        agent = _serl_agent(ensemble)
+
+        def sample(agent, obs, key):
+            return agent.sample_actions(observations=obs, seed=key, argmax=False)
+    else:
+        agent = _our_agent(ensemble, agent_kwargs or {})
+
+        def sample(agent, obs, key):
+            return agent.sample_actions(obs, seed=key)
+
+    batch = jax.block_until_ready(jax.device_put(random_batch(BATCH_SIZE, seed=1)))
+    n_params = sum(x.size for x in jax.tree.leaves(agent.state.params))
+    with meter:
         start = time.perf_counter()
-        self._step()
-        jax.block_until_ready(self.agent.state)
-        self.first_call_s = time.perf_counter() - start  # tracing + compilation + one call
-        self._step()  # a second call: allocations and caches warm
-        jax.block_until_ready(self.agent.state)
-        self.calls_per_s: list[float] = []
+        agent, _ = agent.update_high_utd(batch, utd_ratio=UTD_RATIO)
+        jax.block_until_ready(agent)
+        first_call_s = time.perf_counter() - start
+        agent, _ = agent.update_high_utd(batch, utd_ratio=UTD_RATIO)
+        jax.block_until_ready(agent)
+        rates = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(calls):
+                agent, _ = agent.update_high_utd(batch, utd_ratio=UTD_RATIO)
+                jax.block_until_ready(agent)
+            rates.append(calls / (time.perf_counter() - start))
+    result = {
+        "calls_per_s": statistics.median(rates),
+        "calls_per_s_repeats": rates,
+        "first_call_s": first_call_s,
+        "params": int(n_params),
+    }
+    if latency_calls:
+        rng = np.random.default_rng(2)
+        observations = rng.normal(size=(LATENCY_WARMUP + latency_calls, OBS_DIM)).astype(np.float32)
+        keys = list(jax.random.split(jax.random.PRNGKey(2), LATENCY_WARMUP + latency_calls))
+        latencies = np.empty(latency_calls)
+        with meter:
+            for i in range(LATENCY_WARMUP):
+                np.asarray(jax.device_get(sample(agent, observations[i], keys[i])))
+            for i in range(latency_calls):
+                j = LATENCY_WARMUP + i
+                start = time.perf_counter()
+                np.asarray(jax.device_get(sample(agent, observations[j], keys[j])))
+                latencies[i] = time.perf_counter() - start
+        result.update(sample_p50_us=float(np.percentile(latencies, 50) * 1e6),
+                      sample_p99_us=float(np.percentile(latencies, 99) * 1e6),
+                      sample_max_us=float(latencies.max() * 1e6))
+    return result
 
-    def _step(self) -> None:
-        self.agent, _ = self.agent.update_high_utd(self.next_batch(), utd_ratio=UTD_RATIO)
 
-    def repeat(self, calls: int) -> None:
-        start = time.perf_counter()
-        for _ in range(calls):
-            self._step()
-        jax.block_until_ready(self.agent.state)
-        self.calls_per_s.append(calls / (time.perf_counter() - start))
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.calls_per_s)
-
-
-def sample_actions_latency_us(agent, calls: int, seed: int) -> dict:
-    """Latency of one `sample_actions` call for a single observation, copied back to numpy."""
-    rng = np.random.default_rng(seed)
-    observations = rng.normal(size=(calls, OBS_DIM)).astype(np.float32)
-    keys = list(jax.random.split(jax.random.PRNGKey(seed), calls))
-    for i in range(min(calls, 100)):  # compile and warm up
-        np.asarray(jax.device_get(agent.sample_actions(observations[i], seed=keys[i])))
-    latencies = np.empty(calls)
-    for i in range(calls):
-        start = time.perf_counter()
-        np.asarray(jax.device_get(agent.sample_actions(observations[i], seed=keys[i])))
-        latencies[i] = time.perf_counter() - start
-    return {"p50": np.percentile(latencies, 50) * 1e6, "p99": np.percentile(latencies, 99) * 1e6,
-            "max": latencies.max() * 1e6}
-
-
-def print_throughput(label: str, loop: UpdateLoop) -> None:
-    rate, serl = loop.median, SERL_CALLS_PER_S[loop.agent.config.critic_def.members]
-    spread = f"{min(loop.calls_per_s):.2f}-{max(loop.calls_per_s):.2f}"
-    print(f"  {label:<46s} {rate:7.2f} {1e3 / rate:8.1f} {rate * UTD_RATIO:14.0f} {spread:>13s}   "
-          f"{rate / serl:.2f}x ({serl} calls/s)")
+def parse_variant(text: str) -> tuple[str, dict]:
+    label, sep, kwargs = text.partition("=")
+    if not sep or not label:
+        raise argparse.ArgumentTypeError(f"expected LABEL=JSON, got {text!r}")
+    try:
+        parsed = json.loads(kwargs)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"{label}: invalid JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise argparse.ArgumentTypeError(f"{label}: JSON must be an object of make_sac_agent kwargs")
+    return label, parsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer calls per repeat, a smaller buffer")
-    parser.add_argument("--repeats", type=int, default=7, help="interleaved throughput repeats (>= 5)")
-    parser.add_argument("--calls", type=int, default=None, help="update_high_utd calls per repeat (default 10, quick 3)")
-    parser.add_argument("--buffer-size", type=int, default=None, help="replay buffer size (default 200000, quick 20000)")
-    parser.add_argument("--latency-calls", type=int, default=None, help="sample_actions calls (default 2000, quick 500)")
+    same_run.add_arguments(parser)
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per process (default 5, quick 2)")
+    parser.add_argument("--calls", type=int, default=None, help="update_high_utd calls per repeat (default 6, quick 2)")
+    parser.add_argument("--latency_calls", type=int, default=None,
+                        help="sample_actions calls after warm-up (default 2000, quick 300)")
+    parser.add_argument("--ensembles", type=int, nargs="+", default=[10, 2], choices=[10, 2],
+                        help="critic ensemble sizes to measure (10: SERL's default, subsample 2; 2: plain SAC)")
+    parser.add_argument("--variant", type=parse_variant, action="append", default=[], metavar="LABEL=JSON",
+                        help="an extra row of ours: make_sac_agent kwargs as a JSON object, e.g. "
+                             "'chunked={\"actor_loss_gradient\": \"chunked\"}' (repeatable)")
     args = parser.parse_args()
-    calls = args.calls or (3 if args.quick else 10)
-    buffer_size = args.buffer_size or (20_000 if args.quick else 200_000)
-    latency_calls = args.latency_calls or (500 if args.quick else 2000)
-    if args.repeats < 5 or min(calls, buffer_size, latency_calls) < 1:
-        parser.error("--repeats must be >= 5, and --calls, --buffer-size, --latency-calls >= 1")
+    repeats = args.repeats or (2 if args.quick else 5)
+    calls = args.calls or (2 if args.quick else 6)
+    latency_calls = args.latency_calls if args.latency_calls is not None else (300 if args.quick else 2000)
+    if min(repeats, calls) < 1 or latency_calls < 0:
+        parser.error("--repeats and --calls must be >= 1, --latency_calls >= 0")
 
-    print(__doc__.splitlines()[0])
-    print(f"make_sac_agent defaults, obs {OBS_DIM}, action {ACTION_DIM}, batch {BATCH_SIZE} = "
-          f"{BATCH_SIZE // UTD_RATIO} x {UTD_RATIO}, jax {jax.__version__} on {jax.devices()[0].platform}, "
-          f"{os.cpu_count()} CPUs")
-    load_at_start = os.getloadavg()
-    print("load average at start: {:.2f} {:.2f} {:.2f}".format(*load_at_start))
-
-    buffer = filled_replay_buffer(buffer_size, seed=0)
-    on_device = jax.device_put(random_transitions(BATCH_SIZE, np.random.default_rng(1)))
-    agent = make_agent(10)
-    loops = {
-        "ensemble 10, batch on device": UpdateLoop(agent, lambda: on_device),
-        "ensemble 10, device_put(buffer.sample(2048))": UpdateLoop(
-            agent, lambda: jax.device_put(buffer.sample(BATCH_SIZE))),
-    }
-    iterator = buffer.get_iterator(BATCH_SIZE)
-    loops["ensemble 10, buffer.get_iterator(2048)"] = UpdateLoop(agent, lambda: next(iterator))
-    loops["ensemble 2 (plain SAC), batch on device"] = UpdateLoop(make_agent(2), lambda: on_device)
-    for _ in range(args.repeats):
-        for loop in loops.values():
-            loop.repeat(calls)
-    iterator.close()
-    latency = sample_actions_latency_us(agent, latency_calls, seed=2)
-
-    print(f"\nupdate_high_utd, median of {args.repeats} interleaved repeats x {calls} calls:")
-    print(f"  {'':<46s} {'calls/s':>7s} {'ms/call':>8s} {'critic steps/s':>14s} {'calls/s range':>13s}   vs SERL")
-    for label, loop in loops.items():
-        print_throughput(label, loop)
-    first_10 = next(iter(loops.values())).first_call_s
-    first_2 = loops["ensemble 2 (plain SAC), batch on device"].first_call_s
-    print(f"  first call including compilation: {first_10:.1f} s (ensemble 10), {first_2:.1f} s (ensemble 2); "
-          f"SERL ~4 s")
-    print(f"\nsample_actions, one observation, incl. np.asarray(jax.device_get(...)), {latency_calls} calls:")
-    print(f"  p50 {latency['p50']:.0f} us, p99 {latency['p99']:.0f} us, max {latency['max']:.0f} us   "
-          f"(SERL p50 {SERL_SAMPLE_ACTIONS_US['p50']:.0f} us, p99 {SERL_SAMPLE_ACTIONS_US['p99']:.0f} us: "
-          f"{SERL_SAMPLE_ACTIONS_US['p50'] / latency['p50']:.1f}x and "
-          f"{SERL_SAMPLE_ACTIONS_US['p99'] / latency['p99']:.1f}x faster)")
-    print("\nSERL figures: ../shared/baselines.md, measured on a machine like this one (2 cores), not in this run.")
-    load_at_end = os.getloadavg()
-    print("load average at end: {:.2f} {:.2f} {:.2f}".format(*load_at_end))
-    if load_at_start[0] > 1 or load_at_end[0] > os.cpu_count() + 1:  # this run alone adds ~2 by its end
-        print("  (other processes were using the CPUs: expect lower figures than on an idle machine)")
+    groups = []
+    for ensemble in dict.fromkeys(args.ensembles):
+        setup = "ens 10/2" if ensemble == 10 else "ens 2"
+        figures = [Figure("calls_per_s", f"update_high_utd calls/s, {setup}", True, short="calls/s"),
+                   Figure("first_call_s", f"first call incl. compile s, {setup}", False, short="first call s")]
+        latency = latency_calls if ensemble == args.ensembles[0] else 0
+        if latency:
+            figures += [Figure("sample_p50_us", "sample_actions to numpy p50 us", False, ".0f", "sample_actions p50 us"),
+                        Figure("sample_p99_us", "sample_actions to numpy p99 us", False, ".0f", "p99 us")]
+        groups.append(Group(f"ensemble {ensemble}", "learner",
+                            {"ensemble": ensemble, "repeats": repeats, "calls": calls, "latency_calls": latency},
+                            tuple(figures)))
+    variants = [(label, {"agent_kwargs": kwargs}) for label, kwargs in args.variant]
+    same_run.run(
+        __doc__.splitlines()[0], "learner_throughput", groups, args, peer_name="SERL", variants=variants,
+        notes=[f"obs {OBS_DIM}, action {ACTION_DIM}, batch {BATCH_SIZE} = {BATCH_SIZE // UTD_RATIO} x {UTD_RATIO}, "
+               f"per process: first call, 1 warm call, {repeats} x {calls} blocked calls"
+               + (f", {latency_calls} sample_actions calls" if latency_calls else "")],
+    )
 
 
 if __name__ == "__main__":

@@ -1,57 +1,85 @@
-"""Throughput and latency of serl_launcher.transport on loopback, compared with agentlace.
+"""Transport on loopback, serl_launcher.transport vs agentlace (what SERL uses) in the same run.
 
-Measures, with the learner in this process and each actor in its own process:
-  1. transitions/s delivered into the learner's store from 1 and from 4 actors
-     (PandaPickCube-shaped transitions, QueuedDataStore(2000), update() every 30
-     inserts), and the duration of each update() call;
-  2. publish-to-callback latency of SERL SAC-sized params (~780k float32 params
-     as a nested dict of jax arrays, ~3.1 MB), and the duration of the publish call.
+Each (round, measurement, side) is a fresh process pair (see same_run.py): the learner's process
+runs the TrainerServer (threaded, as SERL's learner does) and starts the actor(s) as separate
+processes of the same venv; the two sides run the same harness, only the imported library differs.
+  1. throughput: 1 actor (more with --actors) sends PandaPickCube-shaped transitions (obs 10,
+     next_obs 10, action 4, reward, mask, done) through QueuedDataStore(2000), calling
+     client.update() every 30 inserts; transitions/s delivered into the learner's store (a store
+     that only counts, so that the transport alone is measured), from the "go" to the last
+     transition stored; and each update() call's duration (p50, p99) in the actor. The foreign-load
+     window also covers one idle second before the "go" (ours moves 20,000 transitions in < 0.5 s,
+     too short alone for /proc/stat's 10 ms ticks);
+  2. publish: SERL-sized SAC params (~780k float32 as a dict of jax arrays, ~3.1 MB, plus a step
+     number) published every ~50 ms to one subscribed actor process; publish-to-callback = from the
+     start of the publish_network call to the actor's callback receiving those params
+     (CLOCK_MONOTONIC, the same clock in both processes), which stays meaningful whether the
+     publish call is synchronous or not; and the publish call's own duration.
 
-The agentlace figures it compares with are constants from ../shared/baselines.md,
-measured there on a machine like this one (2 cores, loopback), not in this run.
-
-    python benchmarks/transport_throughput.py            # full run
-    python benchmarks/transport_throughput.py --quick    # a few seconds
+    python benchmarks/transport_throughput.py            # 5 rounds, 20,000 transitions, 100 publishes
+    python benchmarks/transport_throughput.py --quick    # 2 rounds, 4,000 transitions, 20 publishes
 """
+from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
+import threading
 import time
+import types
 
 import numpy as np
-from tqdm import tqdm
 
-from serl_launcher.transport import DataStoreBase, QueuedDataStore, TrainerClient, TrainerConfig, TrainerServer
-from serl_launcher.transport.sockets import free_ports
+import same_run
+from same_run import Figure, Group
 
-# agentlace on a machine like this one, loopback (../shared/baselines.md).
-BASELINE = {
-    "transitions_per_s": 4420.0,
-    "update_p50_ms": 6.7,
-    "update_p99_ms": 8.8,
-    "publish_to_callback_p50_ms": 10.8,
-    "publish_call_ms": 7.4,
-}
 UPDATE_EVERY = 30
 ACTOR_QUEUE = 2000
 HOST = "127.0.0.1"
+PUBLISH_WARMUP = 5
+PUBLISH_INTERVAL_S = 0.05
+LOAD_PAD_S = 1.0
 
 
-class CountingStore(DataStoreBase):
-    """Learner-side store that only counts rows: measures the transport, not a replay buffer."""
+def _library(side: str):
+    """The transport API of one side: agentlace (peer) or serl_launcher.transport (ours)."""
+    if side == "peer":
+        from agentlace.data.data_store import DataStoreBase, QueuedDataStore
+        from agentlace.trainer import TrainerClient, TrainerConfig, TrainerServer
+    else:
+        from serl_launcher.transport import DataStoreBase, QueuedDataStore, TrainerClient, TrainerConfig, TrainerServer
+    return types.SimpleNamespace(DataStoreBase=DataStoreBase, QueuedDataStore=QueuedDataStore,
+                                 TrainerClient=TrainerClient, TrainerConfig=TrainerConfig, TrainerServer=TrainerServer)
 
-    def __init__(self):
-        super().__init__(capacity=0)
-        self.rows = 0
 
-    def insert(self, data):
-        self.rows += 1
+def _config(lib, port: int, broadcast_port: int):
+    return lib.TrainerConfig(port_number=port, broadcast_port=broadcast_port)
 
-    def batch_insert(self, stacked):
-        self.rows += len(stacked["rewards"])
 
-    def __len__(self):
-        return self.rows
+def _counting_store(base, counter: dict, total: int, done: threading.Event):
+    """A learner-side store that only counts rows (lists of rows for agentlace, columns for ours)."""
+
+    class CountingStore(base):
+        def __init__(self):
+            base.__init__(self, 0)
+
+        def insert(self, data):
+            self.batch_insert([data])
+
+        def batch_insert(self, batch):
+            with counter["lock"]:
+                counter["rows"] += len(batch["rewards"]) if isinstance(batch, dict) else len(batch)
+                if counter["rows"] >= total:
+                    done.set()
+
+        def __len__(self):
+            return counter["rows"]
+
+        def latest_data_id(self):
+            return counter["rows"] - 1
+
+        def get_latest_data(self, from_id):
+            return []
+
+    return CountingStore()
 
 
 def pick_cube_transitions(n: int, seed: int) -> list:
@@ -98,60 +126,42 @@ def _map(fn, tree):
     return {k: _map(fn, v) for k, v in tree.items()} if isinstance(tree, dict) else fn(tree)
 
 
-def actor_process(config, n_transitions: int, seed: int, ready, go, results):
-    """One actor: insert transitions, update() every 30 inserts, report update() durations."""
-    queue = QueuedDataStore(ACTOR_QUEUE)
-    client = TrainerClient("actor_env", HOST, config, queue, wait_for_server=True, timeout_ms=5000)
-    pool = pick_cube_transitions(100, seed)
-    ready.release()
-    go.wait()
-    durations = []
-    for i in range(n_transitions):
-        queue.insert(pool[i % len(pool)])
-        if (i + 1) % UPDATE_EVERY == 0:
-            start = time.perf_counter()
-            client.update()
-            durations.append(time.perf_counter() - start)
-    while not client.update():
-        pass
-    results.put(durations)
-    client.stop()
-
-
-def measure_throughput(n_actors: int, per_actor: int) -> dict:
-    port, broadcast_port = free_ports(2)
-    config = TrainerConfig(port_number=port, broadcast_port=broadcast_port, bind_address=HOST)
-    server = TrainerServer(config)
-    store = CountingStore()
-    server.register_data_store("actor_env", store)
+# ------------------------------------------------------------------------ throughput
+def role_throughput(meter, side: str, transitions: int, actors: int = 1) -> dict:
+    """The learner: a threaded TrainerServer with counting stores; actors in their own processes."""
+    lib = _library(side)
+    port, broadcast_port = same_run.free_ports(2)
+    server = lib.TrainerServer(_config(lib, port, broadcast_port))
+    total, done = transitions * actors, threading.Event()
+    counter = {"rows": 0, "lock": threading.Lock()}
+    names = [f"actor_env_{i}" for i in range(actors)]  # one store name per actor (agentlace needs it)
+    for name in names:
+        server.register_data_store(name, _counting_store(lib.DataStoreBase, counter, total, done))
     server.start(threaded=True)
-    ctx = mp.get_context("spawn")
-    ready, go, results = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
-    procs = [
-        ctx.Process(target=actor_process, args=(config, per_actor, seed, ready, go, results), daemon=True)
-        for seed in range(n_actors)
-    ]
-    for p in procs:
-        p.start()
-    for _ in procs:
-        if not ready.acquire(timeout=60):
-            raise RuntimeError("an actor process did not start")
-    total = n_actors * per_actor
-    with tqdm(total=total, desc=f"{n_actors} actor(s)", unit="tr", leave=False) as bar:
-        start = time.perf_counter()
-        go.set()
-        while store.rows < total:
-            time.sleep(0.005)
-            bar.update(store.rows - bar.n)
-            if time.perf_counter() - start > 300:
-                raise RuntimeError(f"only {store.rows}/{total} transitions delivered in 300 s")
-        elapsed = time.perf_counter() - start
-    durations = np.concatenate([results.get(timeout=60) for _ in procs]) * 1000
-    for p in procs:
-        p.join(timeout=10)
-    server.stop()
-    if store.rows != total:
-        raise RuntimeError(f"{store.rows} transitions stored for {total} sent: duplicates")
+    children = [same_run.spawn_role("throughput_actor", name=name, port=port, broadcast_port=broadcast_port,
+                                    transitions=transitions, seed=i) for i, name in enumerate(names)]
+    try:
+        for child in children:
+            if child.expect("READY", timeout=300) is None:
+                raise RuntimeError("an actor process did not connect within 300 s")
+            meter.track(child.pid)
+        with meter:  # an idle second in the load window: a 20,000-transition transfer can take < 0.5 s
+            time.sleep(LOAD_PAD_S)
+        with meter:
+            start = time.perf_counter()
+            for child in children:
+                child.send("GO")
+            if not done.wait(timeout=600):
+                raise RuntimeError(f"only {counter['rows']}/{total} transitions delivered in 600 s")
+            elapsed = time.perf_counter() - start
+        durations = np.concatenate([child.result(timeout=120)["update_ms"] for child in children])
+    finally:
+        for child in children:
+            child.finish()
+    # The server is not stopped: agentlace's stop() closes its socket under the serving thread (a ZeroMQ
+    # abort, at random); both sides leave it to the process's exit.
+    if counter["rows"] != total:
+        raise RuntimeError(f"{counter['rows']} transitions stored for {total} sent: duplicates")
     return {
         "transitions_per_s": total / elapsed,
         "update_p50_ms": float(np.percentile(durations, 50)),
@@ -159,96 +169,144 @@ def measure_throughput(n_actors: int, per_actor: int) -> dict:
     }
 
 
-def subscriber_process(config, ready, stamps):
-    """An actor that reports (publish number, arrival time) of every params it receives."""
-    client = TrainerClient("actor_env", HOST, config, wait_for_server=True, timeout_ms=5000)
-    client.recv_network_callback(lambda params: stamps.put((int(params["step"]), time.monotonic())))
-    ready.release()
-    time.sleep(3600)  # killed by the parent
+def role_throughput_actor(meter, side: str, name: str, port: int, broadcast_port: int, transitions: int,
+                          seed: int) -> dict:
+    """An actor: insert transitions, update() every 30 inserts, then until all are delivered."""
+    lib = _library(side)
+    store = lib.QueuedDataStore(ACTOR_QUEUE)
+    client = lib.TrainerClient(name, HOST, _config(lib, port, broadcast_port), data_store=store,
+                               wait_for_server=True, timeout_ms=5000)
+    pool = pick_cube_transitions(100, seed)
+    same_run.emit("READY")
+    same_run.wait_for("GO")
+    durations = []
+    for i in range(transitions):
+        store.insert(pool[i % len(pool)])
+        if (i + 1) % UPDATE_EVERY == 0:
+            start = time.perf_counter()
+            client.update()
+            durations.append((time.perf_counter() - start) * 1000)
+    while not client.update():
+        pass
+    client.stop()
+    return {"update_ms": durations}
 
 
-def measure_publish_latency(n_publishes: int) -> dict:
+# --------------------------------------------------------------------------- publish
+def role_publish(meter, side: str, publishes: int) -> dict:
+    """The learner publishing params every ~50 ms; a subscriber process reports when each arrives."""
     import jax
 
-    port, broadcast_port = free_ports(2)
-    config = TrainerConfig(port_number=port, broadcast_port=broadcast_port, bind_address=HOST)
-    server = TrainerServer(config)
+    lib = _library(side)
+    port, broadcast_port = same_run.free_ports(2)
+    server = lib.TrainerServer(_config(lib, port, broadcast_port))
     server.start(threaded=True)
-    params = jax.device_put(sac_params(np.random.default_rng(0)))
+    params = jax.block_until_ready(jax.device_put(sac_params(np.random.default_rng(0))))
     n_params = sum(x.size for x in jax.tree.leaves(params))
-    ctx = mp.get_context("spawn")
-    ready, stamps = ctx.Semaphore(0), ctx.Queue()
-    proc = ctx.Process(target=subscriber_process, args=(config, ready, stamps), daemon=True)
-    proc.start()
-    if not ready.acquire(timeout=60):
-        raise RuntimeError("the subscriber process did not start")
-    latencies, calls = [], []
-    warmup = 5
-    for step in tqdm(range(warmup + n_publishes), desc="publish", leave=False):
-        time.sleep(0.05)  # the subscriber has taken the previous params
-        start = time.monotonic()
-        server.publish_network({**params, "step": np.array(step)})
-        published = time.monotonic()
-        while True:
-            got, arrived = stamps.get(timeout=10)
-            if got == step:
+    subscriber = same_run.spawn_role("publish_subscriber", port=port, broadcast_port=broadcast_port)
+
+    def arrival(step: int, timeout: float):
+        """Arrival time of the params numbered `step` (older ones are skipped), None on timeout."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            text = subscriber.expect("STAMP", timeout=left)
+            if text is None:
+                return None
+            got, at = text.split()
+            if int(got) == step:
+                return float(at)
+        return None
+
+    try:
+        if subscriber.expect("READY", timeout=300) is None:
+            raise RuntimeError("the subscriber process did not connect within 300 s")
+        meter.track(subscriber.pid)
+        # Subscribed: publish (negative steps) until one arrives (a PUB/SUB joiner misses the first ones).
+        for join in range(1, 101):
+            server.publish_network({**params, "step": np.array(-join)})
+            if arrival(-join, 0.2) is not None:
                 break
-        if step >= warmup:
-            latencies.append(arrived - start)
-            calls.append(published - start)
-    proc.kill()
-    proc.join()
-    server.stop()
+        else:
+            raise RuntimeError("the subscriber received none of 100 publishes")
+        latencies, call_ms, lost = [], [], 0
+        with meter:
+            for step in range(PUBLISH_WARMUP + publishes):
+                time.sleep(PUBLISH_INTERVAL_S)
+                start = time.monotonic()
+                server.publish_network({**params, "step": np.array(step)})
+                returned = time.monotonic()
+                arrived = arrival(step, 5.0)
+                if step < PUBLISH_WARMUP:
+                    continue
+                if arrived is None:
+                    lost += 1
+                    continue
+                latencies.append((arrived - start) * 1000)
+                call_ms.append((returned - start) * 1000)
+        subscriber.send("EXIT")
+        subscriber.result(timeout=60)
+    finally:
+        subscriber.finish()
+    if not latencies:
+        raise RuntimeError(f"all {publishes} publishes were lost")
     return {
-        "params": n_params,
+        "params": int(n_params),
         "megabytes": 4 * n_params / 1e6,
-        "publish_to_callback_p50_ms": 1000 * float(np.median(latencies)),
-        "publish_to_callback_p99_ms": 1000 * float(np.percentile(latencies, 99)),
-        "publish_call_ms": 1000 * float(np.median(calls)),
+        "publish_to_callback_p50_ms": float(np.median(latencies)),
+        "publish_to_callback_p99_ms": float(np.percentile(latencies, 99)),
+        "publish_call_ms": float(np.median(call_ms)),
+        "lost": lost,
+        "note": f"{lost} of {publishes} publishes lost" if lost else "",
     }
 
 
+def role_publish_subscriber(meter, side: str, port: int, broadcast_port: int) -> dict:
+    """An actor that reports `STAMP <step> <CLOCK_MONOTONIC>` for every params it receives."""
+    lib = _library(side)
+    client = lib.TrainerClient("actor_env", HOST, _config(lib, port, broadcast_port), wait_for_server=True,
+                               timeout_ms=5000)
+
+    def on_params(params):
+        at = time.monotonic()
+        same_run.emit("STAMP", f"{int(params['step'])} {at!r}")
+
+    client.recv_network_callback(on_params)
+    same_run.emit("READY")
+    same_run.wait_for("EXIT")
+    return {}
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="short run (4,000 transitions per actor, 20 publishes)")
-    parser.add_argument("--transitions", type=int, default=20_000, help="transitions per actor")
-    parser.add_argument("--publishes", type=int, default=100)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    same_run.add_arguments(parser)
+    parser.add_argument("--transitions", type=int, default=None, help="transitions per actor (default 20000, quick 4000)")
+    parser.add_argument("--publishes", type=int, default=None, help="timed publishes per process (default 100, quick 20)")
+    parser.add_argument("--actors", type=int, nargs="+", default=[1], help="actor counts to measure (default 1)")
     args = parser.parse_args()
-    per_actor = 4_000 if args.quick else args.transitions
-    publishes = 20 if args.quick else args.publishes
+    transitions = args.transitions or (4_000 if args.quick else 20_000)
+    publishes = args.publishes or (20 if args.quick else 100)
+    if min(transitions, publishes, *args.actors) < 1:
+        parser.error("--transitions, --publishes and --actors must be >= 1")
 
-    runs = {n: measure_throughput(n, per_actor) for n in (1, 4)}
-    latency = measure_publish_latency(publishes)
-
-    print(f"\nserl_launcher.transport, loopback, {per_actor:,} transitions per actor,", end=" ")
-    print(f"update() every {UPDATE_EVERY} inserts")
-    print("vs agentlace = constants from ../shared/baselines.md (measured on a machine like this, not in this run)\n")
-    print(f"{'figure':44s} {'ours':>10s} {'agentlace':>10s} {'ratio':>8s}")
-    rows = []
-    for n, run in runs.items():
-        rows += [
-            (f"transitions/s delivered, {n} actor(s)", run["transitions_per_s"], BASELINE["transitions_per_s"], True),
-            (f"update() p50 ms, {n} actor(s)", run["update_p50_ms"], BASELINE["update_p50_ms"], False),
-            (f"update() p99 ms, {n} actor(s)", run["update_p99_ms"], BASELINE["update_p99_ms"], False),
-        ]
-    rows += [
-        (
-            "publish-to-callback p50 ms",
-            latency["publish_to_callback_p50_ms"],
-            BASELINE["publish_to_callback_p50_ms"],
-            False,
-        ),
-        ("publish-to-callback p99 ms", latency["publish_to_callback_p99_ms"], None, False),
-        ("publish call p50 ms", latency["publish_call_ms"], BASELINE["publish_call_ms"], False),
+    groups = [
+        Group(f"{n} actor{'s' if n > 1 else ''}", "throughput", {"transitions": transitions, "actors": n}, (
+            Figure("transitions_per_s", f"transitions/s delivered, {n} actor{'s' if n > 1 else ''}", True, ",.0f", "transitions/s"),
+            Figure("update_p50_ms", f"update() p50 ms, {n} actor{'s' if n > 1 else ''}", False, short="update() p50 ms"),
+            Figure("update_p99_ms", f"update() p99 ms, {n} actor{'s' if n > 1 else ''}", False, short="p99 ms"),
+        ))
+        for n in dict.fromkeys(args.actors)
     ]
-    for label, ours, theirs, higher_is_better in rows:
-        if theirs is None:
-            print(f"{label:44s} {ours:10.2f} {'-':>10s} {'-':>8s}")
-            continue
-        ratio = ours / theirs if higher_is_better else theirs / ours
-        print(f"{label:44s} {ours:10.2f} {theirs:10.2f} {ratio:7.1f}x")
-    print("\nratio > 1 means better than agentlace.", end=" ")
-    print(f"Params: {latency['params']:,} float32 ({latency['megabytes']:.1f} MB).")
+    groups.append(Group("publish 3.1 MB", "publish", {"publishes": publishes}, (
+        Figure("publish_to_callback_p50_ms", "publish-to-callback median ms", False, short="to callback p50 ms"),
+        Figure("publish_to_callback_p99_ms", "publish-to-callback p99 ms", False, short="p99 ms"),
+        Figure("publish_call_ms", "publish_network call median ms", False, short="call ms"),
+    )))
+    same_run.run(
+        __doc__.splitlines()[0], "transport_throughput", groups, args, peer_name="agentlace",
+        notes=[f"loopback; learner (threaded server) and each actor are separate processes of the same venv; "
+               f"{transitions:,} transitions per actor, QueuedDataStore({ACTOR_QUEUE}), update() every "
+               f"{UPDATE_EVERY} inserts; {publishes} publishes of SERL-sized SAC params after {PUBLISH_WARMUP} warm-up"],
+    )
 
 
 if __name__ == "__main__":
