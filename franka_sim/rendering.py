@@ -6,11 +6,22 @@ and multisampling cost ~8x on a CPU renderer (llvmpipe): they are off unless ask
 """
 from __future__ import annotations
 
+import atexit
 import os
 import sys
+import weakref
 
 import mujoco
 import numpy as np
+
+_OPEN_RENDERERS = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_renderers() -> None:
+    """Free GL contexts before interpreter teardown (afterwards EGL's own cleanup fails noisily)."""
+    for cameras in list(_OPEN_RENDERERS):
+        cameras.close()
 
 
 class OffscreenCameras:
@@ -41,6 +52,7 @@ class OffscreenCameras:
         """Returns a fresh (size, size, 3) uint8 image of `camera`."""
         if self._renderer is None:
             self._renderer = self._make_renderer()
+            _OPEN_RENDERERS.add(self)
         self._renderer.update_scene(data, camera=camera)
         return self._renderer.render()
 

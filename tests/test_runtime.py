@@ -222,3 +222,37 @@ def test_the_actor_stores_the_executed_action_and_flags_interventions():
     assert flagged == [2, 5, 8]
     for i, row in enumerate(rows):
         assert np.array_equal(row["actions"], np.full(4, 0.25)) == (i in flagged)
+
+
+@pytest.mark.slow
+def test_the_pixel_agent_trains_on_the_vision_env_end_to_end(tmp_path):
+    """DrQ on PandaPickCubeVision-v0 (32x32 cameras, tiny networks): image buffer, augmentation, eval."""
+    from serl_launcher.utils.launcher import make_drq_agent
+
+    def vision_env(seed):
+        return make_env("PandaPickCubeVision-v0", seed=seed, image_size=32)
+
+    env = vision_env(0)
+
+    def agent():
+        return make_drq_agent(0, env.observation_space.sample(), env.action_space.sample(), hidden_dims=(16, 16),
+                              critic_ensemble_size=2, critic_subsample_size=None)
+
+    port, broadcast = free_ports(2)
+    trainer_config = make_trainer_config(port, broadcast, bind_address="127.0.0.1")
+    rows, stop, results = Rows(), threading.Event(), {}
+    config = LearnerConfig(batch_size=8, utd_ratio=2, training_starts=50, target_utd=0.5, log_period=2,
+                           replay_buffer_capacity=1000)
+    thread = threading.Thread(target=lambda: results.update(learner=run_learner(
+        config, agent(), env.observation_space, env.action_space, trainer_config, progress_fn=rows, stop=stop)))
+    thread.start()
+    actor = run_actor(ActorConfig(max_steps=200, random_steps=20, eval_period=200, eval_episodes=1), agent(),
+                      vision_env(1), trainer_config, "127.0.0.1", eval_env=vision_env(2))
+    stop.set()
+    thread.join(timeout=120)
+    assert actor.env_steps == 200 and actor.transport["dropped"] == 0
+    learner = results["learner"]
+    assert learner.env_steps == 200 and learner.learner_step >= 10 and learner.nonfinite_updates == 0
+    assert [steps for steps, _ in rows.having("eval/return")] == [200]
+    losses = [row["learner/critic_loss"] for _, row in rows.having("learner/critic_loss")]
+    assert losses and all(np.isfinite(losses))

@@ -34,20 +34,40 @@ class ObservationSpec:
     def to_json(self) -> dict:
         return json.loads(self.json_text)
 
-    def leaves(self) -> Iterator[tuple[str, tuple[int, ...], np.dtype]]:
-        """(path like "state/panda/tcp_pos", shape, dtype) per array, in jax's flattening order."""
-        yield from _leaves(self.to_json(), "")
+    def leaves(self) -> Iterator[tuple[tuple[str, ...], tuple[int, ...], np.dtype]]:
+        """(keys like ("state", "panda/tcp_pos"), shape, dtype) per array, in jax's flattening order."""
+        yield from _leaves(self.to_json(), ())
 
     def zeros(self):
         """An observation of zeros with this spec (to build networks without an environment)."""
         return _zeros(self.to_json())
 
-    def without(self, paths) -> "ObservationSpec":
-        """The spec with the given top-level keys removed (e.g. the image keys, leaving proprioception)."""
-        tree = self.to_json()
-        if _is_leaf(tree):
-            raise ValueError("an array observation has no keys to remove")
-        return ObservationSpec.from_json({k: v for k, v in tree.items() if k not in set(paths)})
+    def without(self, leaf_keys) -> "ObservationSpec | None":
+        """The spec without the given leaves (e.g. the images, leaving proprioception); None if nothing is left."""
+        remaining = drop_leaves(self.to_json(), set(leaf_keys), is_spec=True)
+        return None if remaining is None else ObservationSpec.from_json(remaining)
+
+
+def leaf_name(keys: tuple) -> str:
+    """Display name of a leaf: its keys joined with "/" (keys may contain "/" themselves)."""
+    return "/".join(keys) or "observation"
+
+
+def get_leaf(tree, keys: tuple):
+    for key in keys:
+        tree = tree[key]
+    return tree
+
+
+def drop_leaves(tree, leaf_keys: set, prefix: tuple = (), is_spec: bool = False):
+    """A copy of a (nested dict) observation or spec without the leaves at `leaf_keys`; None if empty."""
+    if prefix in leaf_keys:
+        return None
+    if (is_spec and _is_leaf(tree)) or not isinstance(tree, dict):
+        return tree
+    kept = {key: drop_leaves(value, leaf_keys, prefix + (key,), is_spec) for key, value in tree.items()}
+    kept = {key: value for key, value in kept.items() if value is not None}
+    return kept or None
 
 
 def flatten_leaves(spec: ObservationSpec, observation) -> jax.Array:
@@ -93,12 +113,12 @@ def _check(tree, path: str) -> None:
         _check(value, f"{path}/{key}")
 
 
-def _leaves(tree, prefix: str):
+def _leaves(tree, prefix: tuple):
     if _is_leaf(tree):
-        yield prefix or "observation", tuple(tree["shape"]), np.dtype(tree["dtype"])
+        yield prefix, tuple(tree["shape"]), np.dtype(tree["dtype"])
         return
     for key in sorted(tree):
-        yield from _leaves(tree[key], f"{prefix}/{key}" if prefix else key)
+        yield from _leaves(tree[key], prefix + (key,))
 
 
 def _zeros(tree):

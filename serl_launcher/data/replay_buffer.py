@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from serl_launcher.data.prefetch import PrefetchIterator
-from serl_launcher.data.validation import TransitionValidator
+from serl_launcher.data.validation import TransitionValidator, stack_rows
 
 
 def _allocate(space: gym.Space, capacity: int):
@@ -27,7 +27,40 @@ def _allocate(space: gym.Space, capacity: int):
     raise TypeError(f"replay buffer supports Box and Dict spaces, got {space}")
 
 
-class ReplayBuffer:
+class BufferBase:
+    """What every replay buffer offers on top of insert_stacked / sample / wait_for_data / __len__."""
+
+    def insert(self, transition) -> None:
+        """Add one transition (a dict of arrays or scalars, no batch axis)."""
+        self.insert_stacked(jax.tree.map(lambda x: np.asarray(x)[None], transition))
+
+    def batch_insert(self, transitions: list) -> None:
+        """Add a list of transitions (agentlace's DataStoreBase signature)."""
+        if transitions:
+            self.insert_stacked(stack_rows(transitions))
+
+    def get_iterator(self, queue_size: int = 2, sample_args: Optional[dict] = None, device=None,
+                     batch_size: Optional[int] = None) -> Iterator:
+        """Batches sampled and copied to `device` by a background thread, `queue_size` ahead.
+
+        SERL's call `get_iterator(sample_args={"batch_size": N}, device=...)` works; sampling waits
+        for the first transition, so the iterator may be made before any data arrived.
+        """
+        batch_size = batch_size or (sample_args or {}).get("batch_size")
+        if not batch_size:
+            raise ValueError("get_iterator needs batch_size (or sample_args={'batch_size': N})")
+
+        def sample():
+            while not self.wait_for_data(1, timeout=0.5):
+                if iterator.closed:
+                    raise StopIteration
+            return self.sample(batch_size)
+
+        iterator = PrefetchIterator(sample, queue_size=queue_size, device=device)
+        return iterator
+
+
+class ReplayBuffer(BufferBase):
     """Transitions with keys observations, next_observations, actions, rewards, masks, dones."""
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, capacity: int = 1_000_000,
@@ -62,15 +95,6 @@ class ReplayBuffer:
     def nbytes(self) -> int:
         """Memory held by the preallocated arrays."""
         return sum(buffer.nbytes for buffer in jax.tree.leaves(self._storage))
-
-    def insert(self, transition) -> None:
-        """Add one transition (a dict of arrays or scalars, no batch axis)."""
-        self.insert_stacked(jax.tree.map(lambda x: np.asarray(x)[None], transition))
-
-    def batch_insert(self, transitions: list) -> None:
-        """Add a list of transitions (agentlace's DataStoreBase signature)."""
-        if transitions:
-            self.insert_stacked(jax.tree.map(lambda *rows: np.stack([np.asarray(r) for r in rows]), *transitions))
 
     def insert_stacked(self, columns) -> None:
         """Add N transitions given column-wise (every leaf has leading axis N): the vectorised path.
@@ -111,26 +135,6 @@ class ReplayBuffer:
         """Block until the buffer holds `min_size` transitions (True) or `timeout` seconds passed (False)."""
         with self._has_data:
             return self._has_data.wait_for(lambda: self._size >= min_size, timeout)
-
-    def get_iterator(self, queue_size: int = 2, sample_args: Optional[dict] = None, device=None,
-                     batch_size: Optional[int] = None) -> Iterator:
-        """Batches sampled and copied to `device` by a background thread, `queue_size` ahead.
-
-        SERL's call `get_iterator(sample_args={"batch_size": N}, device=...)` works; sampling waits
-        for the first transition, so the iterator may be made before any data arrived.
-        """
-        batch_size = batch_size or (sample_args or {}).get("batch_size")
-        if not batch_size:
-            raise ValueError("get_iterator needs batch_size (or sample_args={'batch_size': N})")
-
-        def sample():
-            while not self.wait_for_data(1, timeout=0.5):
-                if iterator.closed:
-                    raise StopIteration
-            return self.sample(batch_size)
-
-        iterator = PrefetchIterator(sample, queue_size=queue_size, device=device)
-        return iterator
 
     def _overwritten_since(self, inserted_before: int, indices: np.ndarray) -> np.ndarray:
         """Which sampled rows inserts since `inserted_before` wrote to (call with the lock held)."""

@@ -112,3 +112,19 @@ def _refuse_rows(path: str, bad_rows: np.ndarray, problem: str) -> None:
 def _bounds(space: gym.spaces.Box) -> str:
     low, high = np.unique(space.low), np.unique(space.high)
     return f"{low[0]:g}, {high[0]:g}" if len(low) == len(high) == 1 else "per-dimension bounds"
+
+
+def stack_rows(transitions: list, path: str = ""):
+    """A list of transitions (dicts) stacked column-wise; rows that differ in keys or shapes raise
+    InvalidTransitions naming the field."""
+    first = transitions[0]
+    if isinstance(first, dict):
+        for row in transitions:
+            if not isinstance(row, dict) or set(row) != set(first):
+                raise InvalidTransitions(f"{path or 'transition'}: rows differ in keys")
+        return {key: stack_rows([row[key] for row in transitions], f"{path}/{key}" if path else key) for key in first}
+    arrays = [np.asarray(row) for row in transitions]
+    shapes = {array.shape for array in arrays}
+    if len(shapes) != 1:
+        raise InvalidTransitions(f"{path}: got shape {sorted(shapes)[-1]} in one row and {sorted(shapes)[0]} in another")
+    return np.stack(arrays)

@@ -62,7 +62,7 @@ def define_flags(exp_name: str) -> None:
     flags.DEFINE_integer("critic_actor_ratio", defaults.utd_ratio,
                          "Critic steps per actor step (UTD): each update samples batch_size x this.")
     flags.DEFINE_integer("max_steps", 1_000_000, "Learner: updates. Actor: environment steps.")
-    flags.DEFINE_integer("replay_buffer_capacity", defaults.replay_buffer_capacity, "Replay buffer capacity.")
+    flags.DEFINE_integer("replay_buffer_capacity", None, _doc(LearnerConfig, "replay_buffer_capacity"))
     flags.DEFINE_integer("training_starts", defaults.training_starts, "Learner: transitions before the first update.")
     flags.DEFINE_float("target_utd", defaults.target_utd, _doc(LearnerConfig, "target_utd"))
     flags.DEFINE_string("preload_rlds_path", None, "Learner: RLDS demonstrations to load before training.")

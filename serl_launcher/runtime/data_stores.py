@@ -3,7 +3,7 @@ import jax
 import numpy as np
 
 from serl_launcher.data.replay_buffer import ReplayBuffer
-from serl_launcher.data.validation import InvalidTransitions
+from serl_launcher.data.validation import InvalidTransitions, stack_rows
 from serl_launcher.runtime.protocol import INTERVENED
 
 
@@ -35,7 +35,7 @@ class LearnerDataStore:
     def batch_insert(self, transitions: list) -> None:
         """agentlace's signature: a list of transitions."""
         if transitions:
-            self.insert_stacked(jax.tree.map(lambda *rows: np.stack([np.asarray(r) for r in rows]), *transitions))
+            self.insert_stacked(stack_rows(transitions))
 
     def insert(self, transition) -> None:
         self.insert_stacked(jax.tree.map(lambda x: np.asarray(x)[None], transition))

@@ -21,6 +21,7 @@ import numpy as np
 import tqdm
 
 from serl_launcher.data.demo_mixing import MixedSampler
+from serl_launcher.data.image_replay_buffer import ImageReplayBuffer, image_leaves_of
 from serl_launcher.data.prefetch import PrefetchIterator
 from serl_launcher.data.replay_buffer import ReplayBuffer
 from serl_launcher.runtime.config import LearnerConfig
@@ -31,6 +32,8 @@ from serl_launcher.transport import TrainerConfig, TrainerServer
 from serl_launcher.utils.checkpoints import AgentCheckpointer
 
 logger = logging.getLogger(__name__)
+STATE_BUFFER_CAPACITY = 1_000_000  # replay_buffer_capacity=None: ~110 MB of PandaPickCube transitions
+IMAGE_BUFFER_CAPACITY = 50_000  # ~5 GB with two 128x128 RGB cameras (frames stored once)
 UTD_DRIFT_WARNING = 0.5  # warn when the real UTD of a log window falls below this fraction of the target
 
 
@@ -108,26 +111,60 @@ class _CountingStore:
         self.batch_insert([transition])
 
 
+def make_replay_buffer(observation_space, action_space, capacity: int, seed: int):
+    """A ReplayBuffer, or for camera observations an ImageReplayBuffer (each frame stored once)."""
+    if image_leaves_of(observation_space):
+        return ImageReplayBuffer(observation_space, action_space, capacity, seed=seed)
+    return ReplayBuffer(observation_space, action_space, capacity, seed=seed)
+
+
 def _make_buffers(config: LearnerConfig, observation_space, action_space):
-    buffer = ReplayBuffer(observation_space, action_space, config.replay_buffer_capacity, seed=config.seed)
-    logger.info("replay buffer: capacity %d transitions, %.0f MB", buffer.capacity, buffer.nbytes / 1e6)
+    capacity = config.replay_buffer_capacity or (
+        IMAGE_BUFFER_CAPACITY if image_leaves_of(observation_space) else STATE_BUFFER_CAPACITY)
+    buffer = make_replay_buffer(observation_space, action_space, capacity, config.seed)
+    logger.info("replay buffer: capacity %d transitions, %.0f MB (%.0f kB per transition)", buffer.capacity,
+                buffer.nbytes / 1e6, buffer.nbytes / buffer.capacity / 1e3)
     demos = None
     if config.demos_path:
         from serl_launcher.data.rlds import read_rlds_dataset, stack_transitions
 
-        transitions = stack_transitions(read_rlds_dataset(config.demos_path))
+        transitions = conform_to_space(stack_transitions(read_rlds_dataset(config.demos_path)), observation_space)
         count = len(transitions["rewards"])
         if config.demo_ratio > 0:  # a buffer of their own, sampled at a fixed fraction of every batch
-            demos = ReplayBuffer(observation_space, action_space, count + config.demo_buffer_capacity,
-                                 seed=config.seed + 1)
+            demos = make_replay_buffer(observation_space, action_space, count + config.demo_buffer_capacity,
+                                       config.seed + 1)
             demos.insert_stacked(transitions)
         else:
             buffer.insert_stacked(transitions)
         logger.info("loaded %d demonstration transitions from %s (%s)", count, config.demos_path,
                     f"{config.demo_ratio:.0%} of every batch" if demos is not None else "into the replay buffer")
     elif config.demo_ratio > 0:
-        demos = ReplayBuffer(observation_space, action_space, config.demo_buffer_capacity, seed=config.seed + 1)
+        demos = make_replay_buffer(observation_space, action_space, config.demo_buffer_capacity, config.seed + 1)
     return buffer, demos
+
+
+def conform_to_space(transitions: dict, observation_space: gym.Space) -> dict:
+    """Demo transitions with observations keyed as the env's: RLDS splits dict keys at "/", so
+    "panda/tcp_pos" comes back from a dataset as {"panda": {"tcp_pos": ...}} and is joined again."""
+    return {**transitions, "observations": _conform(transitions["observations"], observation_space, "observations"),
+            "next_observations": _conform(transitions["next_observations"], observation_space, "next_observations")}
+
+
+def _conform(tree, space: gym.Space, where: str):
+    if not isinstance(space, gym.spaces.Dict):
+        return tree
+    if not isinstance(tree, dict):
+        raise ValueError(f"demos: {where} is an array, the env observes a dict {sorted(space.spaces)}")
+    result = {}
+    for key, subspace in space.spaces.items():
+        node = tree
+        for part in ([key] if key in tree else key.split("/")):
+            if not isinstance(node, dict) or part not in node:
+                raise ValueError(f"demos: {where} has no {key!r} (the env's observation keys: {sorted(space.spaces)}; "
+                                 f"the dataset's: {sorted(tree)})")
+            node = node[part]
+        result[key] = _conform(node, subspace, f"{where}/{key}")
+    return result
 
 
 def _wait_for_transitions(status: LearnerStatus, needed: int, stop: threading.Event) -> bool:

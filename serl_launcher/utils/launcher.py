@@ -3,7 +3,9 @@ import gymnasium as gym
 import jax
 import numpy as np
 
+from serl_launcher.agents.continuous.drq import DrQAgent, DrQConfig
 from serl_launcher.agents.continuous.sac import NetworkConfig, SACAgent, SACConfig
+from serl_launcher.networks.encoders import EncoderConfig
 from serl_launcher.common.wandb import WandBLogger
 from serl_launcher.runtime.protocol import REQUEST_TYPES
 from serl_launcher.transport import TrainerConfig
@@ -24,6 +26,22 @@ def make_sac_agent(seed: int, sample_obs, sample_action, discount: float = 0.99,
     return SACAgent.create(jax.random.PRNGKey(seed), sample_obs, sample_action, config)
 
 
+def make_drq_agent(seed: int, sample_obs, sample_action, image_keys=(), encoder_type: str = "small",
+                   discount: float = 0.96, critic_ensemble_size: int = 10, critic_subsample_size: int | None = 2,
+                   hidden_dims=(256, 256), pretrained_weights: str | None = None, **config_overrides) -> DrQAgent:
+    """SERL's pixel agent: an image encoder per camera + projected state, [256, 256] tanh MLPs with
+    LayerNorm, REDQ ensemble 10 / subsample 2, alpha0 = 1e-2, random shifts of 4 pixels.
+
+    image_keys: cameras by leaf path or last key, e.g. ("front", "wrist"); () encodes every image.
+    """
+    network = NetworkConfig(tuple(int(d) for d in hidden_dims), "tanh", use_layer_norm=True)
+    encoder = EncoderConfig(encoder_type, tuple(image_keys), pretrained_weights=pretrained_weights)
+    config = DrQConfig(policy_network=network, critic_network=network, critic_ensemble_size=critic_ensemble_size,
+                       critic_subsample_size=critic_subsample_size, discount=discount, temperature_init=1e-2,
+                       encoder=encoder, **config_overrides)
+    return DrQAgent.create(jax.random.PRNGKey(seed), sample_obs, sample_action, config)
+
+
 def make_trainer_config(port_number: int = 5488, broadcast_port: int = 5489, bind_address: str = "0.0.0.0",
                         server_secret_key: str | None = None, authorized_keys_dir: str | None = None,
                         server_public_key: str | None = None, client_secret_key: str | None = None) -> TrainerConfig:
@@ -41,12 +59,20 @@ def make_replay_buffer(env: gym.Env, capacity: int = 1_000_000, rlds_logger_path
 
     rlds_logger_path: every inserted transition is also written as RLDS episodes there (one actor;
     with several, use the learner runtime's --log_rlds_path, which keeps one recorder per actor).
+    type "memory_efficient_replay_buffer" stores each camera frame once (every image leaf; image_keys
+    is accepted for SERL's signature).
     """
     from serl_launcher.data.data_store import ReplayBufferDataStore
+    from serl_launcher.data.image_replay_buffer import ImageReplayBuffer
 
-    if type != "replay_buffer":
-        raise ValueError(f"replay buffer type {type!r} is not supported here; use 'replay_buffer'")
-    buffer = ReplayBufferDataStore(env.observation_space, env.action_space, capacity, rlds_logger_path)
+    if type == "replay_buffer":
+        buffer = ReplayBufferDataStore(env.observation_space, env.action_space, capacity, rlds_logger_path)
+    elif type == "memory_efficient_replay_buffer":
+        if rlds_logger_path:
+            raise ValueError("rlds_logger_path is not supported with images here: use the learner's --log_rlds_path")
+        buffer = ImageReplayBuffer(env.observation_space, env.action_space, capacity)
+    else:
+        raise ValueError(f"replay buffer type {type!r}: use 'replay_buffer' or 'memory_efficient_replay_buffer'")
     if preload_rlds_path:
         from serl_launcher.data.rlds import read_rlds_dataset, stack_transitions
 

@@ -125,6 +125,8 @@ class SACTrainState(flax.struct.PyTreeNode):
 
 
 class SACAgent(flax.struct.PyTreeNode):
+    config_class = SACConfig  # what `config` is and checkpoints rebuild (the pixel agent: DrQConfig)
+
     state: SACTrainState
     config: SACConfig = flax.struct.field(pytree_node=False)
     observation_spec: ObservationSpec = flax.struct.field(pytree_node=False)
@@ -198,8 +200,16 @@ class SACAgent(flax.struct.PyTreeNode):
 
     # ------------------------------------------------------------ construction
     @classmethod
-    def create(cls, rng: Union[jax.Array, int], observations, actions, config: SACConfig = SACConfig()) -> "SACAgent":
-        """Build an agent from ONE sample observation and action (no batch axis) and its config."""
+    def create(cls, rng: Union[jax.Array, int], observations, actions, config: Optional[SACConfig] = None,
+               load_pretrained: bool = True) -> "SACAgent":
+        """Build an agent from ONE sample observation and action (no batch axis) and its config.
+
+        load_pretrained: read the encoder's pretrained weights file, if the config names one (not
+        needed when a checkpoint's weights will replace them).
+        """
+        config = cls.config_class() if config is None else config
+        if type(config) is not cls.config_class:
+            raise TypeError(f"{cls.__name__} takes a {cls.config_class.__name__}, got {type(config).__name__}")
         rng = jax.random.PRNGKey(rng) if isinstance(rng, int) else rng
         spec = ObservationSpec.of(observations)
         action_dim = int(np.shape(actions)[-1])
@@ -213,6 +223,12 @@ class SACAgent(flax.struct.PyTreeNode):
             "critic": nets.critic_def.init(critic_key, batched, sample_actions)["params"],
             "temperature": nets.temperature_def.init(temperature_key)["params"],
         }
+        if load_pretrained and config.encoder.pretrained_weights:
+            from serl_launcher.vision.pretrained import insert_backbone, load_backbone
+
+            params["critic"] = {**params["critic"], ENCODER: insert_backbone(
+                params["critic"][ENCODER], load_backbone(config.encoder.pretrained_weights),
+                config.encoder.pretrained_weights)}
         params = _share_critic_encoder(params)
         txs = {"actor": nets.actor_tx, "critic": nets.critic_tx, "temperature": nets.temperature_tx}
         state = SACTrainState(
@@ -254,8 +270,6 @@ class SACAgent(flax.struct.PyTreeNode):
             target_entropy=target_entropy, backup_entropy=backup_entropy, actor_loss_gradient=actor_loss_gradient))
 
     # ------------------------------------------------------------ saving
-    config_class = SACConfig
-
     def describe(self) -> dict:
         """What rebuilds this agent's networks (JSON): saved with every checkpoint."""
         return {"agent": type(self).__name__, "config": config_io.to_json(self.config),
@@ -267,7 +281,7 @@ class SACAgent(flax.struct.PyTreeNode):
         config = config_io.from_json(cls.config_class, description["config"])
         spec = ObservationSpec.from_json(description["observation_spec"])
         return cls.create(jax.random.PRNGKey(seed), spec.zeros(), np.zeros(int(description["action_dim"]), np.float32),
-                          config)
+                          config, load_pretrained=False)
 
     @classmethod
     def load(cls, path: str, step: Optional[int] = None) -> "SACAgent":

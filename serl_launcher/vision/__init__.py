@@ -1,0 +1,1 @@
+"""Learning from pixels: image encoders, DrQ's random-shift augmentation, pretrained weights."""
