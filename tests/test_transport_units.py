@@ -7,9 +7,10 @@ import msgpack
 import numpy as np
 import pytest
 
-from serl_launcher.transport import QueuedDataStore, TrainerConfig, codec, keys, pytree
+from serl_launcher.transport import QueuedDataStore, TrainerConfig, codec, keys, limits, protocol, pytree
 from serl_launcher.transport.config import describe_mismatch, fingerprint, shared_view
 from serl_launcher.transport.errors import DecodeError
+from serl_launcher.transport.protocol import Rejected
 from serl_launcher.transport.sessions import SessionTable
 
 
@@ -124,10 +125,18 @@ def test_queued_data_store_ids_and_eviction_follow_agentlace():
     assert store.get_latest_data_with_id(3) == (4, [4])
 
 
-def test_default_batch_insert_inserts_rows_in_order():
+def test_default_batch_insert_takes_agentlace_list_and_inserts_in_order():
     store = QueuedDataStore(10)
-    store.batch_insert({"x": np.arange(4), "y": {"z": np.arange(4) * 10}})
-    assert [(int(r["x"]), int(r["y"]["z"])) for r in store.get_latest_data(-1)] == [(0, 0), (1, 10), (2, 20), (3, 30)]
+    store.batch_insert([{"x": i} for i in range(4)])
+    assert [r["x"] for r in store.get_latest_data(-1)] == [0, 1, 2, 3]
+
+
+def _hello(session="s1", token="t1", next_id=0, dropped=0, rejected=0, name="actor_env"):
+    return protocol.Hello({}, name, session, token, next_id, dropped, rejected)
+
+
+def _batch(first_id, session="s1", dropped=0, rejected=0, name="actor_env"):
+    return protocol.Batch(name, session, first_id, dropped, rejected, 0, {})
 
 
 def test_session_table_skips_exactly_the_rows_already_stored():
@@ -135,13 +144,15 @@ def test_session_table_skips_exactly_the_rows_already_stored():
 
     def deliver(session, first, n):
         return table.deliver(
-            "actor_env", session, first, n, 0, 0, lambda skip: inserted.append((session, first + skip, n - skip))
+            _batch(first, session), n, b"route-" + session.encode(), lambda skip: inserted.append((session, first + skip, n - skip))
         )
 
-    assert deliver("s1", 0, 10) == 9
-    assert deliver("s1", 5, 10) == 14  # resend overlapping 5 rows
-    assert deliver("s1", 0, 10) == 14  # full duplicate: nothing inserted
-    assert deliver("s2", 0, 4) == 3  # another session (restarted actor): ids from 0 again
+    table.hello(_hello("s1"), b"route-s1")
+    table.hello(_hello("s2", "t2"), b"route-s2")
+    assert deliver("s1", 0, 10) == (9, 0)
+    assert deliver("s1", 5, 10) == (14, 0)  # resend overlapping 5 rows
+    assert deliver("s1", 0, 10) == (14, 0)  # full duplicate: nothing inserted
+    assert deliver("s2", 0, 4) == (3, 0)  # another session (restarted actor): ids from 0 again
     assert inserted == [("s1", 0, 10), ("s1", 10, 5), ("s2", 0, 4)]
     stats = table.snapshot()
     assert stats["actor_env/s1"]["received"] == 15 and stats["actor_env/s1"]["duplicates"] == 15
@@ -150,15 +161,64 @@ def test_session_table_skips_exactly_the_rows_already_stored():
 
 def test_session_table_records_nothing_when_insert_fails():
     table = SessionTable()
+    table.hello(_hello(), b"r")
 
     def broken(skip):
         raise RuntimeError("buffer full")
 
     with pytest.raises(RuntimeError):
-        table.deliver("a", "s", 0, 3, 0, 0, broken)
-    assert table.deliver("a", "s", 0, 3, 0, 0, lambda skip: None) == 2
-    stats = table.snapshot()["a/s"]
+        table.deliver(_batch(0), 3, b"r", broken)
+    assert table.deliver(_batch(0), 3, b"r", lambda skip: None) == (2, 0)
+    stats = table.snapshot()["actor_env/s1"]
     assert stats["received"] == 3 and stats["rejected_batches"] == 1
+
+
+def test_session_table_accepts_data_only_from_the_connection_that_opened_the_session():
+    table = SessionTable()
+    with pytest.raises(Rejected) as info:
+        table.deliver(_batch(0), 1, b"r", lambda skip: None)
+    assert info.value.kind == protocol.UNKNOWN_SESSION
+    table.hello(_hello(), b"owner")
+    with pytest.raises(Rejected) as info:
+        table.deliver(_batch(10**12), 1, b"intruder", lambda skip: None)
+    assert info.value.kind == protocol.NOT_YOUR_SESSION
+    with pytest.raises(Rejected) as info:  # re-binding needs the session's token
+        table.hello(_hello(token="guess"), b"intruder")
+    assert info.value.kind == protocol.NOT_YOUR_SESSION
+    table.hello(_hello(), b"owner-reconnected")  # the owner, on a new connection, with its token
+    assert table.deliver(_batch(0), 2, b"owner-reconnected", lambda skip: None) == (1, 0)
+
+
+def test_session_ids_advance_only_by_what_the_actor_reports_lost_and_dropped_is_exact():
+    table = SessionTable()
+    table.hello(_hello(next_id=100, dropped=7), b"r")  # a session re-opened with a learner that restarted
+    assert table.snapshot()["actor_env/s1"]["dropped"] == 7
+    with pytest.raises(Rejected, match="skips 1 ids after 99, but the actor reports only 0"):
+        table.deliver(_batch(101, dropped=7), 1, b"r", lambda skip: None)
+    assert table.deliver(_batch(100, dropped=7), 100, b"r", lambda skip: None) == (199, 7)
+    # The actor counted 150 evicted unacked, but 100..199 had been stored: only 50 are really lost.
+    assert table.deliver(_batch(250, dropped=7 + 150), 1, b"r", lambda skip: None) == (250, 7 + 50)
+    # A refused row skipped by the actor is reported as rejected, not dropped.
+    assert table.deliver(_batch(252, dropped=57, rejected=1), 1, b"r", lambda skip: None) == (252, 57)
+    stats = table.snapshot()["actor_env/s1"]
+    assert stats["dropped"] == 57 and stats["rejected"] == 1 and stats["rejected_batches"] == 1
+
+
+def test_session_table_is_bounded_and_never_forgets_a_delivering_session(monkeypatch):
+    monkeypatch.setattr(limits, "MAX_SESSIONS", 20)
+    table = SessionTable()
+    table.hello(_hello("worker"), b"w")
+    table.deliver(_batch(0, "worker"), 1, b"w", lambda skip: None)
+    for i in range(500):  # a flood of handshakes that never deliver
+        table.hello(_hello(f"flood{i}", "t"), b"x")
+    stats = table.snapshot()
+    assert len(stats) <= 20 and "actor_env/worker" in stats and "actor_env/flood499" in stats
+    for i in range(19):  # a table full of sessions that all deliver: a new one is refused, none forgotten
+        table.hello(_hello(f"busy{i}", "t"), b"b")
+        table.deliver(_batch(0, f"busy{i}"), 1, b"b", lambda skip: None)
+    with pytest.raises(Rejected) as info:
+        table.hello(_hello("late", "t"), b"l")
+    assert info.value.kind == protocol.BUSY and "actor_env/worker" in table.snapshot()
 
 
 def test_config_fingerprint_covers_shared_fields_only():

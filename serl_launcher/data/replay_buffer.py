@@ -74,6 +74,10 @@ class ReplayBuffer(DataStoreBase):
             self._size = min(self._size + n, self.capacity)
             self._inserted += n
 
+    def insert_stacked(self, stacked) -> None:
+        """The transport's vectorised path (TrainerServer calls it when a store has it): batch_insert."""
+        self.batch_insert(stacked)
+
     def sample(self, batch_size: int):
         """`batch_size` transitions drawn uniformly with replacement."""
         with self._lock:
