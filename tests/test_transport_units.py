@@ -1,6 +1,10 @@
 """Unit tests of the transport's pieces that need no socket: codec, batching, stores, sessions, config."""
 
+import logging
+import os
 import struct
+import time
+import tracemalloc
 
 import ml_dtypes
 import msgpack
@@ -9,9 +13,10 @@ import pytest
 
 from serl_launcher.transport import QueuedDataStore, TrainerConfig, codec, keys, limits, protocol, pytree
 from serl_launcher.transport.config import describe_mismatch, fingerprint, shared_view
-from serl_launcher.transport.errors import DecodeError
+from serl_launcher.transport.errors import DecodeError, MessageTooLarge
 from serl_launcher.transport.protocol import Rejected
 from serl_launcher.transport.sessions import SessionTable
+from serl_launcher.transport.throttle import ThrottledLog
 
 
 def test_codec_round_trips_plain_data_and_arrays_exactly():
@@ -84,11 +89,63 @@ def _array(flags, name, shape, data):
         (_frame(msgpack.packb(msgpack.ExtType(1, b"\x00\x04int8\x00extra"))), "trailing bytes"),
         (_frame(b"\x91" * 100_000 + b"\xc0"), "StackError"),  # 100k nested lists
         (_frame(msgpack.packb({1: 2})), "map key"),
+        (_frame(msgpack.packb({b"raw": 2})), "map keys must be str"),
+        (_frame(msgpack.packb(msgpack.Timestamp(1))), "timestamps"),
+        (_frame(msgpack.packb({"t": [0, msgpack.Timestamp(1)]})), "timestamps"),
+        (_frame(msgpack.packb({"t": msgpack.Timestamp(1)})), "timestamps"),
     ],
 )
 def test_codec_rejects_malformed_or_unsafe_bytes(data, match):
     with pytest.raises(DecodeError, match=match):
         codec.decode(data)
+
+
+@pytest.mark.parametrize("filler", [b"\x90", b"\x80", b"\x91\xc0"])  # [], {}, [None]
+def test_decoding_containers_costs_a_bounded_multiple_of_the_message(filler):
+    """8 MiB of empty lists grew the old learner by ~593 MB; now a 1 MiB skeleton is the limit and a
+    message may hold one container per 4 bytes, so decoding never costs more than ~20x the message."""
+    for size in (8 << 20, (1 << 20) - 5):
+        count = size // len(filler)
+        message = _frame(b"\xdd" + count.to_bytes(4, "big") + filler * count)
+        tracemalloc.start()
+        try:
+            with pytest.raises(DecodeError, match="non-array data"):
+                codec.decode(message)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 20 * (1 << 20), f"{peak / 2**20:.0f} MiB to refuse {size / 2**20:.0f} MiB"
+
+
+def test_encode_refuses_what_the_peer_would_refuse_to_decode():
+    with pytest.raises(MessageTooLarge, match="numpy arrays"):
+        codec.encode([0.5] * (1 << 18))
+    assert codec.decode(codec.encode({"big": np.zeros(1 << 20)}))["big"].shape == (1 << 20,)
+
+
+def test_clip_bounds_huge_and_deeply_nested_values():
+    deep = []
+    for _ in range(10_000):
+        deep = [deep]
+    for value in ("x" * (32 << 20), b"x" * (32 << 20), deep, {str(i): i for i in range(10**5)}, 10**300):
+        assert len(limits.clip(value)) <= limits.MAX_ECHO_CHARS
+    assert limits.clip("short") == "'short'"
+
+
+def test_throttled_log_keeps_the_first_lines_and_counts_the_rest(caplog):
+    throttled = ThrottledLog(logging.getLogger("test.throttle"), interval_s=0.2, burst=3)
+    with caplog.at_level(logging.WARNING, logger="test.throttle"):
+        for i in range(100):
+            throttled.log(logging.WARNING, "bad request %d", i)
+        time.sleep(0.25)
+        throttled.log(logging.WARNING, "bad request %d", 100)
+    assert [r.getMessage() for r in caplog.records] == [
+        "bad request 0",
+        "bad request 1",
+        "bad request 2",
+        "(97 similar messages suppressed in the previous 0.2 s)",
+        "bad request 100",
+    ]
 
 
 def test_stack_and_take_are_inverse_and_check_structure():
@@ -103,13 +160,33 @@ def test_stack_and_take_are_inverse_and_check_structure():
         pytree.stack(items + [{"obs": {"a": np.zeros(2)}, "r": 0.0}])
 
 
+def _nested(depth):
+    tree = {"x": np.zeros(2)}
+    for _ in range(depth):
+        tree = {"n": tree}
+    return tree
+
+
 @pytest.mark.parametrize(
     "batch",
-    [{"a": np.zeros(3), "b": np.zeros(4)}, {"a": np.float32(1.0)}, {"a": [1, 2]}, {}, {"a": {}}, {"a": "text"}],
+    [
+        {"a": np.zeros(3), "b": np.zeros(4)},
+        {"a": np.float32(1.0)},
+        {"a": [1, 2]},
+        {},
+        {"a": {}},
+        {"a": "text"},
+        {"a": np.zeros((10**9, 0))},  # 10^9 rows of nothing: a 135-byte message that jammed a row-by-row store
+        {"a": np.zeros((5, 0)), "b": {"c": np.zeros((5, 0, 3))}},
+        {"a": np.zeros((0, 3))},
+        {"a": np.zeros((limits.MAX_BATCH_ROWS + 1,), np.uint8)},
+        _nested(1000),
+    ],
 )
-def test_batch_length_rejects_inconsistent_batches(batch):
+def test_batch_length_rejects_inconsistent_or_absurd_batches(batch):
     with pytest.raises(ValueError):
         pytree.batch_length(batch)
+    assert pytree.batch_length(_nested(20)) == 2
 
 
 def test_queued_data_store_ids_and_eviction_follow_agentlace():
@@ -230,19 +307,45 @@ def test_config_fingerprint_covers_shared_fields_only():
     assert "version" in message and "request_types" in message and "port_number" not in message
 
 
+def test_compatibility_is_compared_key_by_key_and_listed_briefly():
+    learner = TrainerConfig(compatibility={"obs": [10], "hidden": (256, 256), "env": "PandaPickCube-v0"})
+    assert shared_view(learner)["compatibility"]["hidden"] == [256, 256]  # as it arrives from the wire
+    assert fingerprint(learner) != fingerprint(TrainerConfig())
+    actor = shared_view(TrainerConfig(compatibility={"obs": [12], "hidden": [256, 256], "extra": 1}))
+    assert describe_mismatch(shared_view(learner), actor) == (
+        "compatibility['env']: learner='PandaPickCube-v0' actor=None; "
+        "compatibility['extra']: learner=None actor=1; compatibility['obs']: learner=[10] actor=[12]"
+    )
+    many = {f"key{i}": i for i in range(10**4)}
+    message = describe_mismatch(shared_view(learner), {**many, "version": "x" * 10**6})
+    assert message.endswith("; and 10000 more") and len(message) < 8 * 3 * limits.MAX_ECHO_CHARS
+
+
 @pytest.mark.parametrize(
-    "kwargs", [{"port_number": 0}, {"port_number": 5, "broadcast_port": 5}, {"request_types": ["__data__"]}]
+    "kwargs",
+    [
+        {"port_number": 0},
+        {"port_number": 5, "broadcast_port": 5},
+        {"request_types": ["__data__"]},
+        {"max_request_bytes": 10},
+        {"compatibility": {"obs": np.zeros(3)}},
+        {"compatibility": {"x": float("nan")}},
+        {"compatibility": [("not", "a dict")]},
+    ],
 )
 def test_config_rejects_invalid_values(kwargs):
     with pytest.raises(ValueError):
         TrainerConfig(**kwargs)
 
 
-def test_key_command_writes_loadable_key_pairs(tmp_path, capsys):
+def test_key_command_writes_loadable_key_pairs_with_owner_only_secrets(tmp_path, capsys):
     keys.main([str(tmp_path), "learner", "actor"])
     public = keys.load_public_key(str(tmp_path / "learner.key"))
     pair = keys.load_key_pair(str(tmp_path / "learner.key_secret"))
     assert pair[0] == public and len(pair[1]) == 40
     assert "actor" in capsys.readouterr().out
+    for name in ("learner", "actor"):  # zmq.auth alone wrote them world-readable (0644)
+        assert (tmp_path / f"{name}.key_secret").stat().st_mode & 0o777 == 0o600
+    assert sorted(os.listdir(tmp_path)) == ["actor.key", "actor.key_secret", "learner.key", "learner.key_secret"]
     with pytest.raises(ValueError, match="secret"):
         keys.load_key_pair(str(tmp_path / "actor.key"))

@@ -215,10 +215,10 @@ class TrainerServer:
     def _reply_to(self, frame: zmq.Frame, route: bytes) -> dict:
         request_id = None
         try:
-            if self._authorizer is not None and not self._authorizer.allows(frame.get("User-Id")):
-                raise Rejected("unauthorized", "this actor's key is no longer in curve_authorized_clients")
             request = protocol.parse_request(codec.decode(frame.buffer))
             request_id = request.id
+            if self._authorizer is not None and not self._authorizer.allows(frame.get("User-Id")):
+                raise Rejected("unauthorized", "this actor's key is no longer in curve_authorized_clients")
             return protocol.ok_reply(request_id, self._dispatch(request, route, len(frame)))
         except Rejected as exc:
             return protocol.error_reply(request_id, exc.kind, str(exc))
