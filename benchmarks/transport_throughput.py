@@ -5,7 +5,8 @@ Measures, with the learner in this process and each actor in its own process:
      (PandaPickCube-shaped transitions, QueuedDataStore(2000), update() every 30
      inserts), and the duration of each update() call;
   2. publish-to-callback latency of SERL SAC-sized params (~780k float32 params
-     as a nested dict of jax arrays, ~3.1 MB), and the duration of the publish call.
+     as a nested dict of jax arrays, ~3.1 MB), and the duration of the publish call
+     (which only hands the params to the publisher thread).
 
 The agentlace figures it compares with are constants from ../shared/baselines.md,
 measured there on a machine like this one (2 cores, loopback), not in this run.
@@ -47,7 +48,7 @@ class CountingStore(DataStoreBase):
     def insert(self, data):
         self.rows += 1
 
-    def batch_insert(self, stacked):
+    def insert_stacked(self, stacked):
         self.rows += len(stacked["rewards"])
 
     def __len__(self):

@@ -293,7 +293,7 @@ def run_actor(env) -> None:
     data_store = QueuedDataStore(2000)
     logging.info("connecting to the learner at %s:%d (waiting until it answers)", FLAGS.ip, FLAGS.port_number)
     client = TrainerClient(STORE_NAME, FLAGS.ip, make_trainer_config(FLAGS.port_number, FLAGS.broadcast_port),
-                           data_store, wait_for_server=True)
+                           data_store, wait_for_server=True, raise_on_timeout=True)  # requests below catch it
     client.recv_network_callback(holder.set_actor_params)
     logging.info("connected; acting")
 
