@@ -195,6 +195,31 @@ def test_failed_publish_is_raised_by_the_next_publish_too(launch):
     assert server.flush_publish(timeout=5.0)
 
 
+def test_params_subscribers_are_capped_and_the_others_still_get_params_by_polling(launch, connect, monkeypatch):
+    monkeypatch.setattr(limits, "MAX_SUBSCRIBERS", 3)
+    config, server, _ = launch()
+    ctx = zmq.Context()
+    squatters = []
+    try:
+        for _ in range(4):  # the first three take every slot, and never read
+            squatter = ctx.socket(zmq.DEALER)
+            squatter.linger = 0
+            squatter.connect(f"tcp://{LOOPBACK}:{config.broadcast_port}")
+            squatter.send(b"__subscribe__")
+            squatters.append(squatter)
+            time.sleep(0.2)
+        received = []
+        connect(config).recv_network_callback(lambda params: received.append(int(params["v"])))
+        server.publish_network({"v": np.array(1)})
+        assert server.flush_publish(timeout=2.0)
+        assert wait_until(lambda: received == [1], timeout=3.0), received  # by its poll, within ~1 s
+        assert [bool(squatter.poll(1000)) for squatter in squatters] == [True, True, True, False]
+    finally:
+        for squatter in squatters:
+            squatter.close()
+        ctx.term()
+
+
 # --- 5: a 135-byte request that jams a row-by-row store ---------------------------------------------
 
 
@@ -307,6 +332,20 @@ def test_spoofed_first_id_is_refused_and_the_actor_keeps_delivering(launch, conn
         queue.insert(transition(0, i))
     assert client.update()
     assert store.rows == [(0, i) for i in range(10)]
+
+
+def test_actor_whose_connection_changed_rebinds_its_session_transparently(launch, connect, raw_peer):
+    config, server, store = launch()
+    queue = QueuedDataStore(100)
+    client = connect(config, queue)
+    queue.insert(transition(0, 0))
+    assert client.update()
+    # Another connection handshakes with the session's token, as the same actor after a reconnect would.
+    assert raw_peer(config).ask(hello(config, client.session, token=client._token))["ok"]
+    queue.insert(transition(0, 1))
+    assert client.update()  # refused as not_your_session, handshakes again, delivers
+    assert store.rows == [(0, 0), (0, 1)]
+    assert server.client_stats()[f"actor_env/{client.session}"]["received"] == 2
 
 
 def test_ids_may_not_jump_beyond_what_the_actor_reports_lost(launch, raw_peer):
