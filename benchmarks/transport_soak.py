@@ -268,7 +268,7 @@ def main() -> int:
     reports = sorted((r for r in collected if "actor" in r), key=lambda r: r["actor"])
     hostile_report = next((r["hostile"] for r in collected if "hostile" in r), None)
     if len(reports) != args.actors or hostile_report is None:
-        failures.append(f"only {len(reports)} of {args.actors} actors (and hostile: {hostile_report is not None}) reported")
+        failures.append(f"{len(reports)} of {args.actors} actors reported, hostile: {hostile_report is not None}")
     total = 0
     print(f"\n{args.actors} actors x {args.minutes:g} min under attack, loopback\n")
     print(f"{'actor':>5s} {'inserted':>10s} {'stored':>10s} {'dropped':>8s} {'rejected':>8s} {'params':>7s}  check")

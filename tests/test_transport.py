@@ -294,7 +294,8 @@ def _body(config, type_, payload, cfg=None):
 
 def _batch(**overrides):
     stacked = {"observations": np.zeros((2, 10), np.float32), "rewards": np.zeros(2), "dones": np.zeros(2, bool)}
-    fields = {"name": "actor_env", "session": "s", "first_id": 0, "dropped": 0, "rejected": 0, "pending": 0, "data": stacked}
+    fields = {"name": "actor_env", "session": "s", "first_id": 0, "dropped": 0, "rejected": 0, "pending": 0}
+    fields["data"] = stacked
     return {**fields, **overrides}
 
 

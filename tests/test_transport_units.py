@@ -220,9 +220,10 @@ def test_session_table_skips_exactly_the_rows_already_stored():
     table, inserted = SessionTable(), []
 
     def deliver(session, first, n):
-        return table.deliver(
-            _batch(first, session), n, b"route-" + session.encode(), lambda skip: inserted.append((session, first + skip, n - skip))
-        )
+        def insert(skip):
+            inserted.append((session, first + skip, n - skip))
+
+        return table.deliver(_batch(first, session), n, b"route-" + session.encode(), insert)
 
     table.hello(_hello("s1"), b"route-s1")
     table.hello(_hello("s2", "t2"), b"route-s2")

@@ -118,7 +118,7 @@ class TrainerClient:
                 self._dropped += lost
                 self._next_id = first_id
                 self._log_trouble.log(
-                    logging.WARNING, "actor queue overflowed: %d transitions evicted before the learner acked them", lost
+                    logging.WARNING, "actor queue overflowed: %d transitions evicted before the learner's ack", lost
                 )
             start, chunk, size_limit = 0, self._max_batch, self._max_batch
             while start < len(items):

@@ -56,7 +56,8 @@ class ParamsPublisher:
         self.latest = None  # (seq, encoded message) of the latest publish, for late joiners
         self._stopping = False
         self._next_forget = 0.0
-        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r, self._wake_w = socket.socketpair()  # lets offer() interrupt the thread's poll
+        self._wake_w.setblocking(False)
         self._throttled = ThrottledLog(logger)
         self._thread = threading.Thread(target=self._run, name="transport-publisher", daemon=True)
         self._thread.start()
@@ -69,7 +70,7 @@ class ParamsPublisher:
                 self._done += 1  # replaced before it was encoded: it will never go out
             self._pending = params
             self._offered += 1
-        self._wake_w.send(b"\0")
+        self._wake()
 
     def flush(self, timeout: float = None) -> bool:
         """Wait until the newest offered params went out (True) or timeout passed (False); raises if they failed."""
@@ -82,11 +83,17 @@ class ParamsPublisher:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        self._wake_w.send(b"\0")
+        self._wake()
         self._thread.join()
         self._sock.close()
         self._wake_r.close()
         self._wake_w.close()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except BlockingIOError:
+            pass  # wake-ups already pending: the thread will look
 
     def _raise_error(self) -> None:
         error, self._error = self._error, None

@@ -105,7 +105,7 @@ class TrainerServer:
         exception means "not now": the actor keeps the rows and sends them again later.
         """
         if not callable(getattr(store, "insert_stacked", None)) and not callable(getattr(store, "batch_insert", None)):
-            raise TypeError(f"data store {name!r} has neither insert_stacked() nor batch_insert(); subclass DataStoreBase")
+            raise TypeError(f"data store {name!r} has no insert_stacked() or batch_insert(); subclass DataStoreBase")
         self._stores[name] = store
 
     def publish_network(self, params) -> None:
@@ -241,11 +241,13 @@ class TrainerServer:
             return self._latest_params(protocol.field(request.payload, "have", object))
         if request.type in self._shared["request_types"]:
             if size > self.config.max_request_bytes:
-                raise Rejected("bad_request", f"request of {size} bytes > max_request_bytes={self.config.max_request_bytes}")
+                limit = self.config.max_request_bytes
+                raise Rejected("bad_request", f"request of {size} bytes > max_request_bytes={limit}")
             if self._request_callback is None:
                 raise Rejected("unknown_type", f"the learner has no request_callback for {request.type!r}")
             return self._call_user(self._request_callback, request.type, request.payload)
-        raise Rejected("unknown_type", f"{limits.clip(request.type)} is not in request_types {self._shared['request_types']}")
+        types = self._shared["request_types"]
+        raise Rejected("unknown_type", f"{limits.clip(request.type)} is not in request_types {types}")
 
     def _hello(self, hello: protocol.Hello, route: bytes) -> dict:
         mismatch = describe_mismatch(self._shared, hello.config)

@@ -29,7 +29,12 @@ _HEARTBEAT_TIMEOUT_MS = 3000
 _RECONNECT_MAX_MS = 1000
 HANDSHAKE_MS = 5000
 FD_LIMIT = 65536  # raise the soft open-file limit to this (or the hard limit, if lower)
-_CURVE_FIELDS = ("curve_server_secret_key", "curve_server_public_key", "curve_client_secret_key", "curve_authorized_clients")
+_CURVE_FIELDS = (
+    "curve_server_secret_key",
+    "curve_server_public_key",
+    "curve_client_secret_key",
+    "curve_authorized_clients",
+)
 
 
 def server_key_pair(config: TrainerConfig) -> Optional[tuple]:

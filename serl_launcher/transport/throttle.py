@@ -34,6 +34,8 @@ class ThrottledLog:
             else:
                 self._suppressed += 1
         if suppressed:
-            self._logger.log(level, "(%d similar messages suppressed in the previous %g s)", suppressed, self._interval_s)
+            self._logger.log(
+                level, "(%d similar messages suppressed in the previous %g s)", suppressed, self._interval_s
+            )
         if emit:
             self._logger.log(level, msg, *args, **kwargs)
