@@ -29,6 +29,7 @@ from serl_launcher.transport import (
     codec,
     keys,
     limits,
+    publisher,
     sockets,
 )
 from serl_launcher.transport.config import fingerprint, shared_view
@@ -217,6 +218,27 @@ def test_params_subscribers_are_capped_and_the_others_still_get_params_by_pollin
     finally:
         for squatter in squatters:
             squatter.close()
+        ctx.term()
+
+
+def test_a_subscriber_that_stops_registering_is_forgotten(launch, monkeypatch):
+    monkeypatch.setattr(publisher, "SUBSCRIBER_TTL_S", 0.3)
+    config, server, _ = launch()
+    ctx = zmq.Context()
+    squatter = ctx.socket(zmq.DEALER)
+    squatter.linger = 0
+    try:
+        squatter.connect(f"tcp://{LOOPBACK}:{config.broadcast_port}")
+        squatter.send(b"__subscribe__")  # once, unlike a real subscriber (every second)
+        time.sleep(0.3)
+        server.publish_network({"v": np.array(1)})
+        assert squatter.poll(2000) and squatter.recv()
+        time.sleep(1.5)  # forgotten within its TTL plus a second
+        server.publish_network({"v": np.array(2)})
+        assert server.flush_publish(timeout=2.0)
+        assert not squatter.poll(500)
+    finally:
+        squatter.close()
         ctx.term()
 
 
@@ -418,7 +440,8 @@ def test_removing_an_authorised_key_revokes_the_actor_within_seconds(launch, con
 
 
 _LEARNER = """
-import resource, sys, time
+import logging, resource, sys, time
+logging.basicConfig(level=logging.WARNING)
 resource.setrlimit(resource.RLIMIT_NOFILE, (128, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 from serl_launcher.transport import QueuedDataStore, TrainerConfig, TrainerServer
 config = TrainerConfig(int(sys.argv[1]), int(sys.argv[2]), ["send-stats", "echo"], bind_address="127.0.0.1")
@@ -452,6 +475,29 @@ def test_idle_connections_do_not_lock_actors_out(connect):
             sock.close()
         learner.kill()
         learner.wait()
+
+
+def test_running_out_of_file_descriptors_is_logged(tmp_path):
+    config = make_config()
+    script = _LEARNER.replace("(128, resource.getrlimit(resource.RLIMIT_NOFILE)[1])", "(64, 64)")
+    learner = subprocess.Popen(
+        [sys.executable, "-c", script, str(config.port_number), str(config.broadcast_port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    idle = []
+    try:
+        assert learner.stdout.readline().strip() == "ready"
+        for _ in range(100):  # the hard limit is 64: the learner cannot raise it
+            idle.append(socket.create_connection((LOOPBACK, config.port_number), timeout=2))
+        time.sleep(1.0)
+    finally:
+        for sock in idle:
+            sock.close()
+        learner.kill()
+        _, stderr = learner.communicate()
+    assert "open-file limit 64" in stderr and "cannot accept a connection" in stderr, stderr[-2000:]
 
 
 def test_connection_that_never_handshakes_is_closed(launch, monkeypatch):

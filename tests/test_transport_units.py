@@ -2,6 +2,7 @@
 
 import logging
 import os
+import shutil
 import struct
 import time
 import tracemalloc
@@ -10,6 +11,7 @@ import ml_dtypes
 import msgpack
 import numpy as np
 import pytest
+import zmq
 
 from serl_launcher.transport import QueuedDataStore, TrainerConfig, codec, keys, limits, protocol, pytree
 from serl_launcher.transport.config import describe_mismatch, fingerprint, shared_view
@@ -337,6 +339,37 @@ def test_compatibility_is_compared_key_by_key_and_listed_briefly():
 def test_config_rejects_invalid_values(kwargs):
     with pytest.raises(ValueError):
         TrainerConfig(**kwargs)
+
+
+def test_authorizer_rereads_its_directory_and_fails_closed(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(keys, "RELOAD_S", 0.0)
+    keys.main([str(tmp_path), "actor1", "actor2"])
+    authorised = tmp_path / "authorised"
+    authorised.mkdir()
+    (authorised / "actor1.key").write_bytes((tmp_path / "actor1.key").read_bytes())
+    ids = {name: keys.load_public_key(str(tmp_path / f"{name}.key")).decode() for name in ("actor1", "actor2")}
+    ctx = zmq.Context()
+    authorizer = keys.Authorizer(ctx, str(authorised))
+    try:
+        assert authorizer.allows(ids["actor1"]) and not authorizer.allows(ids["actor2"])
+        (authorised / "actor2.key").write_bytes((tmp_path / "actor2.key").read_bytes())
+        (authorised / "actor1.key").unlink()
+        assert authorizer.allows(ids["actor2"]) and not authorizer.allows(ids["actor1"])
+        shutil.rmtree(authorised)
+        assert not authorizer.allows(ids["actor2"])
+        assert "admitting nobody" in caplog.text
+    finally:
+        authorizer.stop()
+        ctx.term()
+
+
+def test_loading_a_secret_key_others_can_read_warns(tmp_path, caplog):
+    keys.main([str(tmp_path), "learner"])
+    keys.load_key_pair(str(tmp_path / "learner.key_secret"))
+    assert "readable by other users" not in caplog.text
+    os.chmod(tmp_path / "learner.key_secret", 0o644)
+    keys.load_key_pair(str(tmp_path / "learner.key_secret"))
+    assert "readable by other users: chmod 600 it" in caplog.text
 
 
 def test_key_command_writes_loadable_key_pairs_with_owner_only_secrets(tmp_path, capsys):
