@@ -552,6 +552,21 @@ def test_refused_or_unencodable_rows_are_skipped_counted_and_the_rest_delivered(
     assert client.update() and store.rows[-1] == (0, 500)
 
 
+def test_raising_data_callback_keeps_the_rows_stored_and_delivery_going(launch, connect, caplog):
+    def callback(name, rows, client):
+        raise RuntimeError("logger down")
+
+    config, server, store = launch(data_callback=callback)
+    queue = QueuedDataStore(100)
+    client = connect(config, queue)
+    for i in range(3):
+        queue.insert(transition(0, i))
+        assert client.update()  # the old learner replied callback_error: update() raised and resent
+    assert store.rows == [(0, 0), (0, 1), (0, 2)]
+    assert server.client_stats()[f"actor_env/{client.session}"]["duplicates"] == 0
+    assert "data_callback raised (the rows stay stored)" in caplog.text
+
+
 # --- 12: exact counters ---------------------------------------------------------------------------
 
 
