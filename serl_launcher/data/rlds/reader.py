@@ -65,8 +65,9 @@ def _episodes(spec: F.EpisodeSpec, shards: list, max_record_bytes: int, max_epis
                 example = example_pb2.Example.FromString(record)
                 episode = _decode_episode(spec, example.features.feature, where, max_episode_bytes)
             except RLDSError as error:
-                message = str(error)
-                raise (error if message.startswith(shard) else RLDSError(f"{where}: {message}")) from error
+                if str(error).startswith(shard):
+                    raise
+                raise RLDSError(f"{where}: {error}") from error
             except Exception as error:  # protobuf, numpy, PIL, MemoryError...: still name the file
                 raise RLDSError(f"{where}: {type(error).__name__}: {error}") from error
             yield episode
