@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from serl_launcher.transport.sockets import free_ports
+from same_run import free_ports
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "examples", "async_sac_state_sim", "async_sac_state_sim.py")

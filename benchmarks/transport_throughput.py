@@ -55,7 +55,8 @@ def _config(lib, port: int, broadcast_port: int):
 
 
 def _counting_store(base, counter: dict, total: int, done: threading.Event):
-    """A learner-side store that only counts rows (lists of rows for agentlace, columns for ours)."""
+    """A learner-side store that only counts rows: agentlace hands it lists of rows (batch_insert),
+    ours columns (insert_stacked, the vectorised path our replay buffers take)."""
 
     class CountingStore(base):
         def __init__(self):
@@ -69,6 +70,8 @@ def _counting_store(base, counter: dict, total: int, done: threading.Event):
                 counter["rows"] += len(batch["rewards"]) if isinstance(batch, dict) else len(batch)
                 if counter["rows"] >= total:
                     done.set()
+
+        insert_stacked = batch_insert  # ours: columns, one call per batch
 
         def __len__(self):
             return counter["rows"]

@@ -2,13 +2,19 @@
 
 Compatibility with TensorFlow Datasets itself is in test_rlds_tfds_compat.py.
 """
+import io
 import json
 import os
+import struct
 import subprocess
 import sys
+import tracemalloc
+import zlib
 
 import numpy as np
 import pytest
+from PIL import Image
+from tfrecord import example_pb2
 
 from serl_launcher.data.rlds import (
     ACTION_EVERY_STEP,
@@ -21,6 +27,7 @@ from serl_launcher.data.rlds import (
     transitions_to_episode,
     write_rlds_dataset,
 )
+from serl_launcher.data.rlds.records import masked_crc, read_records
 
 
 def _flat(tree, prefix=""):
@@ -372,3 +379,194 @@ def test_reading_and_writing_do_not_need_tensorflow(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+# --- hostile files (issue #11): bounded memory, checked CRCs, only PNG in PNG fields, RLDSError naming the file ---
+
+
+def _frame(data: bytes) -> bytes:
+    """One TFRecord record around data, with correct CRCs."""
+    length = struct.pack("<Q", len(data))
+    return length + struct.pack("<I", masked_crc(length)) + data + struct.pack("<I", masked_crc(data))
+
+
+def _rewrite_shard(shard, edit):
+    """Apply edit(example) to every tf.train.Example of a shard and write it back with valid CRCs."""
+    records = []
+    for data in read_records(str(shard), 1 << 30):
+        example = example_pb2.Example.FromString(data)
+        edit(example)
+        records.append(_frame(example.SerializeToString()))
+    shard.write_bytes(b"".join(records))
+
+
+def _set_bytes(example, key, index, value):
+    example.features.feature[key].bytes_list.value[index] = value
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG declaring width x height RGB pixels and holding none: PIL reads its size without decoding."""
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def _read_with_peak(dataset, **limits):
+    """(RLDSError message, peak bytes Python allocated) of reading the dataset."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(RLDSError) as error:
+            list(read_rlds_dataset(str(dataset), **limits))
+        return str(error.value), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_record_longer_than_its_file_allocates_nothing(tmp_path, dataset):
+    shard = dataset / "bad-train.tfrecord-00000"
+    length = struct.pack("<Q", 300_000_000)  # 16 bytes declaring a 300 MB record: the old reader allocated ~487 MB
+    shard.write_bytes(length + struct.pack("<I", masked_crc(length)) + b"\0" * 4)
+    message, peak = _read_with_peak(dataset)
+    assert message.startswith(f"{shard}: truncated: record 0 declares 300000000 bytes") and peak < 1 << 20
+    length = struct.pack("<Q", 2**62)
+    shard.write_bytes(length + struct.pack("<I", masked_crc(length)))
+    assert _read_with_peak(dataset)[0].startswith(f"{shard}: truncated: record 0 declares {2**62} bytes")
+
+
+def test_records_over_max_record_bytes_or_max_episode_bytes_are_refused(dataset):
+    shard = dataset / "bad-train.tfrecord-00000"
+    message, _ = _read_with_peak(dataset, max_record_bytes=1000)
+    assert message.startswith(f"{shard}: record 0 of ") and "over max_record_bytes=1000" in message
+    message, _ = _read_with_peak(dataset, max_episode_bytes=1000)
+    assert message.startswith(f"{shard}, episode 0: 3 steps of the declared shapes take") and "1000" in message
+
+
+@pytest.mark.parametrize("where", ["length crc", "data", "data crc"])
+def test_flipped_bits_are_detected_by_the_crcs(dataset, where):
+    """The old reader checked no CRC: a reward changed inside a record read back silently."""
+    shard = dataset / "bad-train.tfrecord-00000"
+    content = bytearray(shard.read_bytes())
+    offset = {"length crc": 9, "data": 12 + 200, "data crc": 12 + struct.unpack_from("<Q", content)[0] + 1}[where]
+    content[offset] ^= 0x04
+    shard.write_bytes(bytes(content))
+    message, _ = _read_with_peak(dataset)
+    assert message.startswith(f"{shard}: corrupt record 0"), message
+
+
+def test_a_record_that_is_not_an_example_names_the_file(dataset):
+    shard = dataset / "bad-train.tfrecord-00000"
+    shard.write_bytes(_frame(b"\xff" * 64))
+    assert _read_with_peak(dataset)[0].startswith(f"{shard}, episode 0: DecodeError")
+
+
+def _make_state_zlib(dataset, bomb: bool):
+    """features.json: observation/state zlib-encoded (as `tfds build` may store it); the shard to match."""
+    _edit_json(dataset / "features.json", lambda f: _state_feature(f).update(encoding="zlib"))
+
+    def edit(example):
+        feature = example.features.feature["steps/observation/state"]
+        rows = np.asarray(feature.float_list.value, np.float32).reshape(-1, 7)
+        feature.ClearField("float_list")
+        feature.bytes_list.value.extend(zlib.compress(row.tobytes()) for row in rows)
+        if bomb:  # ~100 KB inflating to 100 MB: the old reader inflated it all
+            compressor = zlib.compressobj(9)
+            blob = b"".join(compressor.compress(b"\0" * (1 << 20)) for _ in range(100)) + compressor.flush()
+            feature.bytes_list.value[1] = blob
+
+    for shard in ("bad-train.tfrecord-00000", "bad-train.tfrecord-00001"):
+        _rewrite_shard(dataset / shard, edit)
+
+
+def test_zlib_tensors_are_read_and_inflated_only_up_to_their_declared_size(tmp_path):
+    rng = np.random.default_rng(11)
+    episodes = [_episode(rng, 3, True, i) for i in range(3)]
+    for bomb in (False, True):
+        dataset = tmp_path / f"bomb_{bomb}"
+        write_rlds_dataset(str(dataset), episodes, name="bad", episodes_per_shard=2)
+        _make_state_zlib(dataset, bomb)
+        if not bomb:
+            for episode, got in zip(episodes, read_rlds_dataset(str(dataset))):
+                _assert_same(episode, got)
+            continue
+        message, peak = _read_with_peak(dataset)
+        assert message.startswith(f"{dataset}/bad-train.tfrecord-00000, episode 0: steps/observation/state: "
+                                  "zlib data does not inflate to the declared 28 bytes"), message
+        assert peak < 8 << 20, f"{peak / 2**20:.0f} MiB"
+
+
+_NOT_PNG = {
+    "bmp": lambda: _image_bytes("BMP"),
+    "tiff": lambda: _image_bytes("TIFF"),
+    "eps": lambda: b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 12\nshowpage\n",  # was handed to Ghostscript
+    "garbage": lambda: b"\x89PNG\r\n\x1a\n" + b"\0" * 40,
+}
+
+
+def _image_bytes(pil_format):
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(buffer, format=pil_format)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", sorted(_NOT_PNG))
+def test_png_fields_decode_png_only(dataset, kind):
+    shard = dataset / "bad-train.tfrecord-00000"
+    _rewrite_shard(shard, lambda e: _set_bytes(e, "steps/observation/pixels/front", 1, _NOT_PNG[kind]()))
+    message, _ = _read_with_peak(dataset)
+    expected = "undecodable png image" if kind == "garbage" else "not a png image"
+    assert message.startswith(f"{shard}, episode 0: steps/observation/pixels/front: {expected}"), message
+
+
+def test_image_size_is_checked_before_its_pixels_are_decoded(dataset):
+    shard = dataset / "bad-train.tfrecord-00000"
+    _rewrite_shard(shard, lambda e: _set_bytes(e, "steps/observation/pixels/front", 0, _png_header(4000, 4000)))
+    message, peak = _read_with_peak(dataset)
+    assert "image of 4000x4000 pixels, but the dataset's features say (12, 10, 3)" in message
+    assert message.startswith(f"{shard}, episode 0") and peak < 4 << 20  # 48 MB if decoded
+
+
+def test_dynamic_size_images_are_capped_without_pil_bomb_errors(dataset):
+    """A 196-megapixel PNG raised PIL's DecompressionBombError from the old reader."""
+    def dynamic(features):
+        _observation_features(features)["pixels"]["featuresDict"]["features"]["front"]["image"]["shape"] = {
+            "dimensions": ["-1", "-1", "3"]}
+    _edit_json(dataset / "features.json", dynamic)
+    assert len(list(read_rlds_dataset(str(dataset)))) == 3  # images of any size still decode
+    shard = dataset / "bad-train.tfrecord-00000"
+    original = shard.read_bytes()
+    for side, expected in [(8000, "image of 8000x8000 pixels, over 33554432"), (14_000, "DecompressionBombError")]:
+        shard.write_bytes(original)
+        _rewrite_shard(shard, lambda e: _set_bytes(e, "steps/observation/pixels/front", 0, _png_header(side, side)))
+        message, peak = _read_with_peak(dataset)
+        assert message.startswith(f"{shard}, episode 0: steps/observation/pixels/front: ") and peak < 4 << 20
+        assert expected in message, message
+
+
+@pytest.mark.parametrize(
+    "dims, message",
+    [
+        (["4294967296", "4294967296"], "over 2147483648 bytes per step"),  # wrapped to 0 in int64: ValueError
+        (["-5"], "dynamic shape (-5,)"),
+        (["1000000", "1000000"], "over 2147483648 bytes per step"),
+    ],
+)
+def test_shapes_that_cannot_be_held_are_refused_naming_features_json(dataset, dims, message):
+    _edit_json(dataset / "features.json", lambda f: _state_feature(f)["shape"].update(dimensions=dims))
+    with pytest.raises(RLDSError) as error:
+        read_rlds_dataset(str(dataset))
+    assert str(error.value).startswith(f"{dataset}/features.json: feature 'observation/state'") and message in str(
+        error.value)
+
+
+def test_zero_size_fields_round_trip_and_values_for_them_are_an_error_naming_the_file(tmp_path, dataset):
+    episode = _episode(np.random.default_rng(12), 3, False)
+    episode["observation"]["empty"] = np.zeros((3, 0), np.float32)
+    write_rlds_dataset(str(tmp_path / "empty"), [episode])
+    (got,) = read_rlds_dataset(str(tmp_path / "empty"))
+    assert got["observation"]["empty"].shape == (3, 0)
+
+    _edit_json(dataset / "features.json", lambda f: _state_feature(f)["shape"].update(dimensions=["0"]))
+    message, _ = _read_with_peak(dataset)  # the old reader raised a bare ValueError (cannot reshape)
+    assert message.startswith(f"{dataset}/bad-train.tfrecord-00000, episode 0: steps/observation/state has 21 "
+                              "values for per-step shape (0,)"), message

@@ -34,7 +34,7 @@ from serl_launcher.transport import (
     keys,
 )
 from serl_launcher.transport.config import fingerprint
-from serl_launcher.transport.sockets import free_ports
+from tests.helpers import free_ports
 
 LOOPBACK = "127.0.0.1"
 REQUEST_TYPES = ["send-stats", "echo"]
@@ -61,23 +61,25 @@ def transition(actor: int, i: int) -> dict:
 
 
 class RecordingStore(DataStoreBase):
-    """Learner-side store that remembers (actor, index) of every row it received."""
+    """Learner-side store that remembers (actor, index) of every row it received, column-wise."""
 
     def __init__(self):
         super().__init__(capacity=10**9)
         self.rows = []
         self.fail = False
 
-    def batch_insert(self, stacked):
+    def insert_stacked(self, stacked):
         if self.fail:
-            raise RuntimeError("replay buffer refused the batch")
+            raise RuntimeError("replay buffer is busy")
+        if not np.all(np.isfinite(stacked["rewards"])):
+            raise ValueError("rewards: non-finite value")
         assert stacked["observations"].shape[1:] == (10,) and stacked["dones"].dtype == bool
         self.rows.extend(
             zip(stacked["observations"][:, 0].astype(int).tolist(), stacked["rewards"].astype(int).tolist())
         )
 
     def insert(self, data):
-        raise AssertionError("the server must call batch_insert")
+        raise AssertionError("the server must call insert_stacked")
 
     def __len__(self):
         return len(self.rows)
@@ -246,8 +248,7 @@ def test_dead_learner_actor_never_blocks_keeps_queue_and_delivers_later(launch, 
             assert client.update() is False
             assert time.monotonic() - start < 0.3 + 0.3  # timeout + scheduling slack on a busy machine
     start = time.monotonic()
-    with pytest.raises(TransportTimeout):
-        client.request("echo", {})
+    assert client.request("echo", {}) is None  # agentlace's answer when the learner does not reply
     assert time.monotonic() - start < 0.3 + 0.3
     stats = client.stats()
     assert stats["dropped"] == 50 and stats["pending"] == 100 and stats["failed_updates"] >= 5
@@ -266,7 +267,7 @@ def test_hung_learner_times_out_and_request_socket_is_not_stuck(launch, connect)
         return {"echo": payload["n"]}
 
     config, _, _ = launch(request_callback=callback)
-    client = connect(config, timeout_ms=200)
+    client = connect(config, timeout_ms=200, raise_on_timeout=True)
     start = time.monotonic()
     with pytest.raises(TransportTimeout):
         client.request("echo", {"sleep": 0.6, "n": 1})
@@ -293,7 +294,8 @@ def _body(config, type_, payload, cfg=None):
 
 def _batch(**overrides):
     stacked = {"observations": np.zeros((2, 10), np.float32), "rewards": np.zeros(2), "dones": np.zeros(2, bool)}
-    fields = {"name": "actor_env", "session": "s", "first_id": 0, "dropped": 0, "pending": 0, "data": stacked}
+    fields = {"name": "actor_env", "session": "s", "first_id": 0, "dropped": 0, "rejected": 0, "pending": 0}
+    fields["data"] = stacked
     return {**fields, **overrides}
 
 
@@ -344,8 +346,9 @@ def test_oversized_messages_are_refused_on_both_sides_and_batches_split(launch, 
     client = connect(config, queue)
     with pytest.raises(MessageTooLarge):
         client.request("echo", big)
+    server.publish_network({"w": big})  # returns at once; the publisher thread finds it too large
     with pytest.raises(MessageTooLarge):
-        server.publish_network({"w": big})
+        server.flush_publish(timeout=5)
     with pytest.raises(RemoteError, match="reply cannot be sent"):
         client.request("echo", {"reply": "big"})
     assert client.request("echo", {}) == "ok"
@@ -373,16 +376,15 @@ def test_raising_or_unserialisable_callback_becomes_error_reply(launch, connect)
     assert client.request("echo", "ok") == "fine"
 
 
-def test_store_error_is_reported_and_batch_resent_once_store_recovers(launch, connect):
+def test_failing_store_keeps_the_batch_and_it_is_resent_once_store_recovers(launch, connect):
     config, server, store = launch()
     queue = QueuedDataStore(100)
     client = connect(config, queue)
     for i in range(5):
         queue.insert(transition(0, i))
-    store.fail = True
-    with pytest.raises(RemoteError, match="refused") as info:
-        client.update()
-    assert info.value.kind == "store_error" and client.stats()["pending"] == 5
+    store.fail = True  # a RuntimeError: "not now", unlike a ValueError refusing the rows
+    assert client.update() is False
+    assert client.stats()["pending"] == 5 and client.stats()["failed_updates"] == 1
     store.fail = False
     assert client.update() and store.rows == [(0, i) for i in range(5)]
     assert server.client_stats()[f"actor_env/{client.session}"]["rejected_batches"] == 1

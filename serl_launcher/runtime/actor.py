@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from serl_launcher.common.evaluation import evaluate
-from serl_launcher.common.rate_limited_log import RateLimitedLog
+from serl_launcher.common.throttled_log import ThrottledLog
 from serl_launcher.runtime.config import ActorConfig
 from serl_launcher.runtime.metrics import ProgressFn
 from serl_launcher.runtime.protocol import INTERVENED, STATS, STATUS, TRAINING_STORE
@@ -70,7 +70,8 @@ class ActorLink:
         self._throttled = False  # what the learner last said
         self._stats = queue.Queue(maxsize=MAX_QUEUED_STATS)
         self._closing = threading.Event()
-        self._warnings = RateLimitedLog(logger)
+        self._warnings = {kind: ThrottledLog(logger, interval_s=10.0, burst=1)
+                          for kind in ("stats", "refused", "unreachable")}
         self._thread = threading.Thread(target=self._run, name="actor-link", daemon=True)
         self._thread.start()
 
@@ -78,7 +79,7 @@ class ActorLink:
         try:
             self._stats.put_nowait(row)
         except queue.Full:
-            self._warnings.warning("stats", "stats queue full (learner unreachable?): a stats row was dropped")
+            self._warnings["stats"].log(logging.WARNING, "stats queue full (learner unreachable?): a stats row was dropped")
 
     def close(self, flush_timeout_s: float = 3.0) -> None:
         """Stop the thread, then try to deliver what is still queued for at most `flush_timeout_s`."""
@@ -109,7 +110,7 @@ class ActorLink:
         try:
             delivered = self._client.update()
         except RemoteError as error:
-            self._warnings.warning("refused", "the learner refused transitions: %s", error)
+            self._warnings["refused"].log(logging.WARNING, "the learner refused transitions: %s", error)
             delivered = False
         while not self._stats.empty():
             row = self._stats.queue[0]
@@ -146,10 +147,11 @@ class ActorLink:
         except ConfigMismatchError:
             raise
         except TransportError as error:
-            self._warnings.warning("unreachable", "learner unreachable (%s); %s", error, self._unreachable_policy())
+            self._warnings["unreachable"].log(logging.WARNING, "learner unreachable (%s); %s", error,
+                                              self._unreachable_policy())
             return None
         if reply is None:
-            self._warnings.warning("unreachable", "learner unreachable; %s", self._unreachable_policy())
+            self._warnings["unreachable"].log(logging.WARNING, "learner unreachable; %s", self._unreachable_policy())
         return reply
 
     def _unreachable_policy(self) -> str:
@@ -161,13 +163,13 @@ class ActorLink:
 def connect(name: str, learner_host: str, trainer_config: TrainerConfig, data_store,
             stop: threading.Event) -> Optional[TrainerClient]:
     """A TrainerClient, waiting (and saying so every few seconds) until the learner answers; None if stopped."""
-    warnings = RateLimitedLog(logger, period_s=10.0)
+    warnings = ThrottledLog(logger, interval_s=10.0, burst=1)
     logger.info("connecting to the learner at %s:%d", learner_host, trainer_config.port_number)
     while not stop.is_set():
         try:
             return TrainerClient(name, learner_host, trainer_config, data_store, wait_for_server=False)
         except TransportError as error:
-            warnings.warning("connect", "waiting for the learner: %s", error)
+            warnings.log(logging.WARNING, "waiting for the learner: %s", error)
             stop.wait(0.5)
     return None
 

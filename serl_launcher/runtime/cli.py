@@ -104,10 +104,16 @@ def actor_config() -> ActorConfig:
                        eval_episodes=FLAGS.eval_n_trajs, seed=FLAGS.seed)
 
 
-def trainer_config(role: str):
-    """The transport config; both sides must build it alike (keys are local: only the paths differ)."""
+def trainer_config(role: str, observation_space, action_space, agent):
+    """The transport config; both sides must build it alike (keys are local: only the paths differ).
+
+    Its compatibility entry (spaces and agent description) makes the learner refuse, at the
+    handshake, an actor built for another env or other networks, naming what differs.
+    """
+    compatibility = {"observation_space": repr(observation_space), "action_space": repr(action_space),
+                     "agent": agent.describe()}
     return make_trainer_config(
-        FLAGS.port_number, FLAGS.broadcast_port, bind_address=FLAGS.bind_address,
+        FLAGS.port_number, FLAGS.broadcast_port, bind_address=FLAGS.bind_address, compatibility=compatibility,
         server_secret_key=FLAGS.server_secret_key if role == "learner" else None,
         authorized_keys_dir=FLAGS.authorized_keys_dir if role == "learner" else None,
         server_public_key=FLAGS.server_public_key if role == "actor" else None,
@@ -209,7 +215,8 @@ def _learner(make_env, make_agent, make_spaces, stop, flag_modules) -> None:
     sinks = progress_sinks(directory, "learner", own_flags(flag_modules + (__name__,)))
     try:
         result = learner.run_learner(learner_config(checkpoint_dir), agent, observation_space, action_space,
-                                     trainer_config("learner"), progress_fn=sinks, stop=stop,
+                                     trainer_config("learner", observation_space, action_space, agent),
+                                     progress_fn=sinks, stop=stop,
                                      checkpoint_metadata={"env": getattr(FLAGS, "env", None)})
     finally:
         sinks.close()
@@ -226,7 +233,8 @@ def _actor(make_env, make_agent, stop) -> None:
     directory = FLAGS.run_dir or os.path.join("runs", FLAGS.exp_name, "actor")
     sinks = progress_sinks(directory, "actor", {})
     try:
-        result = actor.run_actor(actor_config(), agent, env, trainer_config("actor"), FLAGS.ip, eval_env=eval_env,
+        config = trainer_config("actor", env.observation_space, env.action_space, agent)
+        result = actor.run_actor(actor_config(), agent, env, config, FLAGS.ip, eval_env=eval_env,
                                  progress_fn=sinks, stop=stop)
     finally:
         sinks.close()

@@ -202,6 +202,7 @@ class _Loop:
         logger.info("training: updates of %d critic steps x %d transitions, then one actor step", cfg.utd_ratio,
                     cfg.batch_size)
         self._window = (time.monotonic(), status.learner_step, status.critic_steps, status.env_steps)
+        info, reported = None, status.learner_step
         while status.learner_step < cfg.max_steps and not self.stop.is_set():
             self.agent, info = self.agent.update_high_utd(next(batches), utd_ratio=cfg.utd_ratio)
             self._nonfinite = self._nonfinite + info["nonfinite_update"]
@@ -210,8 +211,11 @@ class _Loop:
             self.server.publish_network(self.agent.policy_params())
             if status.learner_step % cfg.log_period == 0:
                 self._report(info)
+                reported = status.learner_step
             if self.checkpointer and cfg.checkpoint_period and status.learner_step % cfg.checkpoint_period == 0:
                 self._save()
+        if info is not None and reported != status.learner_step:
+            self._report(info)  # the last update's row, wherever the loop stopped
         self._report_actor_rows()
 
     def _report(self, info: dict) -> None:

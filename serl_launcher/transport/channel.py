@@ -46,10 +46,11 @@ class RequestChannel:
         with self._lock:
             return bool(self._sock.poll(_ms(timeout_s), zmq.POLLOUT))
 
-    def call(self, type_: str, payload, timeout_s: float = None):
+    def call(self, type_: str, payload, timeout_s: float = None, max_request_bytes: int = None):
         """The reply payload; raises TransportTimeout, RemoteError, ConfigMismatchError or MessageTooLarge.
 
-        timeout_s: this call's budget (default: the channel's timeout).
+        timeout_s: this call's budget (default: the channel's timeout); max_request_bytes: the
+        learner's limit for custom requests, if this is one.
         """
         timeout_s = self._timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout_s
@@ -62,6 +63,8 @@ class RequestChannel:
             body = codec.encode(protocol.request(type_, request_id, self._fingerprint, payload))
             if len(body) > self._max_bytes:
                 raise MessageTooLarge(f"{type_} message of {len(body)} bytes > max_message_bytes={self._max_bytes}")
+            if max_request_bytes is not None and len(body) > max_request_bytes:
+                raise MessageTooLarge(f"{type_} request of {len(body)} bytes > max_request_bytes={max_request_bytes}")
             try:
                 self._sock.send(body, zmq.NOBLOCK)
             except zmq.Again:

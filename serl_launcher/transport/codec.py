@@ -3,7 +3,15 @@
 Why not pickle (what agentlace uses): unpickling runs code chosen by whoever can
 reach the port. Decoding here can only produce plain data: None, bool, int,
 float, str, bytes, lists, str-keyed dicts and numpy arrays of numeric dtypes,
-each array checked against its declared dtype and shape.
+each array checked against its declared dtype and shape (msgpack timestamps
+and bytes map keys are refused).
+
+Why the skeleton is bounded: msgpack turns one byte into a Python object of up
+to ~72 bytes (an empty list or map), so a few MB of empty containers would cost
+the learner hundreds of MB. The skeleton may be at most
+limits.MAX_SKELETON_BYTES and hold one container per
+limits.BYTES_PER_CONTAINER of its bytes, checked while decoding, so decoding
+never costs more than a few tens of times that bound. Array data is copied once.
 
 Layout of one message: a 4-byte little-endian length, the msgpack "skeleton"
 (arrays replaced by an extension holding dtype and shape), then the raw bytes of
@@ -21,11 +29,14 @@ from collections.abc import Mapping
 import msgpack
 import numpy as np
 
-from serl_launcher.transport.errors import DecodeError
+from serl_launcher.transport import limits
+from serl_launcher.transport.errors import DecodeError, MessageTooLarge
 
 _ARRAY_EXT = 1
 _SCALAR_FLAG = 1
 _MAX_NDIM = 32
+_MAX_EXT_BYTES = 3 + 255 + 1 + 8 * _MAX_NDIM  # the largest array header
+_TOO_MANY_CONTAINERS = f"more than one list or map per {limits.BYTES_PER_CONTAINER} bytes of non-array data"
 _LENGTH = struct.Struct("<I")
 _DTYPE_NAMES = (
     "bool",
@@ -53,9 +64,15 @@ except ImportError:  # pragma: no cover - jax is a dependency of the project
 
 
 def encode(obj) -> bytes:
-    """Serialise a pytree; raises TypeError for anything that is not plain data or an array."""
+    """Serialise a pytree; raises TypeError for anything that is not plain data or an array,
+    MessageTooLarge when its skeleton exceeds what the peer's decode accepts."""
     buffers = []
     skeleton = msgpack.packb(obj, default=lambda value: _encode_special(value, buffers), use_bin_type=True)
+    if len(skeleton) > limits.MAX_SKELETON_BYTES:
+        raise MessageTooLarge(
+            f"{len(skeleton)} bytes of non-array data (lists, maps, numbers, strings) > "
+            f"{limits.MAX_SKELETON_BYTES}; send large data as numpy arrays"
+        )
     return b"".join([_LENGTH.pack(len(skeleton)), skeleton, *buffers])
 
 
@@ -64,16 +81,33 @@ def decode(data) -> object:
     view = memoryview(data).cast("B")
     if len(view) < _LENGTH.size or _LENGTH.unpack_from(view)[0] > len(view) - _LENGTH.size:
         raise DecodeError(f"message of {len(view)} bytes is too short for its declared layout")
-    end = _LENGTH.size + _LENGTH.unpack_from(view)[0]
-    arrays = _ArrayReader(view, end)
+    size = _LENGTH.unpack_from(view)[0]
+    if size > limits.MAX_SKELETON_BYTES:
+        raise DecodeError(f"{size} bytes of non-array data > {limits.MAX_SKELETON_BYTES}")
+    end = _LENGTH.size + size
+    reader = _Reader(view, end, max_containers=size // limits.BYTES_PER_CONTAINER + 16)
     try:
-        obj = msgpack.unpackb(view[_LENGTH.size : end], ext_hook=arrays.read, raw=False, strict_map_key=True)
+        obj = msgpack.unpackb(
+            view[_LENGTH.size : end],
+            ext_hook=reader.read_array,
+            list_hook=reader.check_list,
+            object_hook=reader.check_map,
+            raw=False,
+            strict_map_key=True,
+            max_str_len=size,
+            max_bin_len=size,
+            max_array_len=size,
+            max_map_len=size,
+            max_ext_len=_MAX_EXT_BYTES,
+        )
     except DecodeError:
         raise
     except Exception as exc:  # msgpack raises many types (ValueError, StackError, TypeError...)
-        raise DecodeError(f"malformed message: {type(exc).__name__}: {exc}") from None
-    if arrays.offset != len(view):
-        raise DecodeError(f"{len(view) - arrays.offset} bytes after the last array")
+        raise DecodeError(f"malformed message: {type(exc).__name__}: {limits.cut(str(exc), 200)}") from None
+    if isinstance(obj, msgpack.Timestamp):
+        raise DecodeError("msgpack timestamps are not accepted")
+    if reader.offset != len(view):
+        raise DecodeError(f"{len(view) - reader.offset} bytes after the last array")
     return obj
 
 
@@ -99,14 +133,34 @@ def _array_ext(arr: np.ndarray, flags: int, buffers: list) -> msgpack.ExtType:
     )
 
 
-class _ArrayReader:
-    """msgpack ext_hook that takes each array's bytes, in order, from the data section of the message."""
+class _Reader:
+    """msgpack hooks: take each array's bytes, in order, from the data section of the message,
+    and check every list and map (count, key and element types) as msgpack builds it."""
 
-    def __init__(self, view: memoryview, offset: int):
+    def __init__(self, view: memoryview, offset: int, max_containers: int):
         self._view = view
         self.offset = offset
+        self._containers_left = max_containers
 
-    def read(self, code: int, header: bytes):
+    def check_list(self, items: list) -> list:
+        self._containers_left -= 1
+        if self._containers_left < 0:
+            raise DecodeError(_TOO_MANY_CONTAINERS)
+        if items and msgpack.Timestamp in set(map(type, items)):
+            raise DecodeError("msgpack timestamps are not accepted")
+        return items
+
+    def check_map(self, mapping: dict) -> dict:
+        self._containers_left -= 1
+        if self._containers_left < 0:
+            raise DecodeError(_TOO_MANY_CONTAINERS)
+        if mapping and not set(map(type, mapping)) <= {str}:
+            raise DecodeError("map keys must be str")
+        if mapping and msgpack.Timestamp in set(map(type, mapping.values())):
+            raise DecodeError("msgpack timestamps are not accepted")
+        return mapping
+
+    def read_array(self, code: int, header: bytes):
         if code != _ARRAY_EXT:
             raise DecodeError(f"unknown msgpack extension type {code}")
         try:

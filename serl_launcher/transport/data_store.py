@@ -10,15 +10,17 @@ import itertools
 import threading
 from collections import deque
 
-from serl_launcher.transport import pytree
-
 
 class DataStoreBase(abc.ABC):
-    """A store the transport can feed (learner side) or drain (actor side).
+    """A store the transport can feed (learner side) or drain (actor side), with agentlace's methods.
 
-    A learner's replay buffer only needs `insert` and `__len__`, and should override
-    `batch_insert` with a vectorised insert. `batch_insert` runs on the server
-    thread, so a buffer also sampled by the learner must do its own locking.
+    A learner's store only needs `insert` and `__len__`; the server hands it each
+    batch through `batch_insert(list of transitions)` (default: `insert` each), or,
+    if the store defines it, through `insert_stacked(columns)`: the same rows
+    column-wise (every leaf with a leading axis N), the vectorised path a replay
+    buffer should provide. Both run on the server thread, so a buffer also sampled
+    by the learner must do its own locking. To refuse rows, raise ValueError,
+    TypeError, KeyError or IndexError (see TrainerServer.register_data_store).
     """
 
     def __init__(self, capacity: int):
@@ -32,10 +34,10 @@ class DataStoreBase(abc.ABC):
     def __len__(self) -> int:
         """Number of items currently held."""
 
-    def batch_insert(self, stacked) -> None:
-        """Add a column-wise batch (pytree of arrays with leading axis N); default: row by row."""
-        for i in range(pytree.batch_length(stacked)):
-            self.insert(pytree.take(stacked, i))
+    def batch_insert(self, items: list) -> None:
+        """Add transitions in order (agentlace's signature); default: `insert` each."""
+        for item in items:
+            self.insert(item)
 
     def latest_data_id(self) -> int:
         """Id of the newest item; needed only by a store a TrainerClient sends from."""

@@ -5,16 +5,26 @@ a reply is {"id": request id or None, "ok": true, "p": payload} or
 {"id": ..., "ok": false, "err": kind, "msg": text}. Published params are
 {"server": learner instance id, "seq": publish number, "params": pytree}.
 Types starting with "__" are the transport's own; custom ones come from
-TrainerConfig.request_types.
+TrainerConfig.request_types. Every string a peer sends is bounded in length and
+every id or counter must fit an int64 (limits.py), checked before anything is stored.
 """
 
 from typing import NamedTuple
 
+from serl_launcher.transport import limits
 from serl_launcher.transport.errors import DecodeError
 
-HELLO = "__hello__"  # handshake: compare configs, register the actor session
+HELLO = "__hello__"  # handshake: compare configs, open (or re-bind) the actor's session
 DATA = "__data__"  # a stacked batch of transitions for one data store
 PARAMS = "__params__"  # latest published params (late joiners, missed publishes)
+SUBSCRIBE = b"__subscribe__"  # sent by a params subscriber to the broadcast port, every second
+
+# Error kinds a TrainerClient handles itself (see client.py); the others reach the caller as RemoteError.
+STORE_ERROR = "store_error"  # the store refused the rows' content (ValueError, TypeError, KeyError, IndexError)
+STORE_FAILED = "store_failed"  # the store raised anything else: kept queued, retried later
+UNKNOWN_SESSION = "unknown_session"  # not (or no longer) known: handshake again
+NOT_YOUR_SESSION = "not_your_session"  # opened by another connection: handshake again (with the session's token)
+BUSY = "busy"  # the learner's session table is full of active sessions
 
 
 class Rejected(Exception):
@@ -40,11 +50,22 @@ class Reply(NamedTuple):
     message: str
 
 
+class Hello(NamedTuple):
+    config: dict
+    name: str
+    session: str
+    token: str
+    next_id: int  # the first id the actor will send (a new session starts there)
+    dropped: int  # cumulative transitions the actor lost to its own queue overflowing
+    rejected: int  # cumulative transitions the actor skipped because the learner's store refused them
+
+
 class Batch(NamedTuple):
     name: str
     session: str
     first_id: int
     dropped: int
+    rejected: int
     pending: int
     data: dict
 
@@ -64,11 +85,13 @@ def ok_reply(request_id, payload) -> dict:
 
 
 def error_reply(request_id, kind: str, message: str) -> dict:
-    return {"id": request_id, "ok": False, "err": kind, "msg": message}
+    return {"id": request_id, "ok": False, "err": kind, "msg": limits.cut(message)}
 
 
 def parse_request(obj) -> Request:
-    return Request(field(obj, "t", str), field(obj, "id", int), field(obj, "cfg", str), field(obj, "p", object))
+    return Request(
+        text(obj, "t", limits.MAX_NAME_CHARS), field(obj, "id", int), text(obj, "cfg", 64), field(obj, "p", object)
+    )
 
 
 def parse_reply(obj) -> Reply:
@@ -78,22 +101,48 @@ def parse_reply(obj) -> Reply:
     return Reply(obj.get("id"), False, None, field(obj, "err", str), field(obj, "msg", str))
 
 
+def parse_hello(payload) -> Hello:
+    return Hello(
+        field(payload, "config", dict),
+        text(payload, "name", limits.MAX_NAME_CHARS),
+        text(payload, "session", limits.MAX_SESSION_CHARS),
+        text(payload, "token", limits.MAX_TOKEN_CHARS),
+        count(payload, "next_id"),
+        count(payload, "dropped"),
+        count(payload, "rejected"),
+    )
+
+
 def parse_batch(payload) -> Batch:
-    batch = Batch(
-        field(payload, "name", str),
-        field(payload, "session", str),
-        field(payload, "first_id", int),
-        field(payload, "dropped", int),
-        field(payload, "pending", int),
+    return Batch(
+        text(payload, "name", limits.MAX_NAME_CHARS),
+        text(payload, "session", limits.MAX_SESSION_CHARS),
+        count(payload, "first_id"),
+        count(payload, "dropped"),
+        count(payload, "rejected"),
+        count(payload, "pending"),
         field(payload, "data", dict),
     )
-    if min(batch.first_id, batch.dropped, batch.pending) < 0:
-        raise DecodeError("first_id, dropped and pending must be >= 0")
-    return batch
 
 
 def parse_published(obj) -> Published:
     return Published(field(obj, "server", str), field(obj, "seq", int), field(obj, "params", object))
+
+
+def text(obj, key: str, max_chars: int) -> str:
+    """obj[key], a non-empty str of at most max_chars characters; raises DecodeError."""
+    value = field(obj, key, str)
+    if not value or len(value) > max_chars:
+        raise DecodeError(f"field {key!r} must be 1..{max_chars} characters, got {len(value)}")
+    return value
+
+
+def count(obj, key: str) -> int:
+    """obj[key], an int in 0..2**63-1 (ids and counters); raises DecodeError."""
+    value = field(obj, key, int)
+    if not 0 <= value <= limits.MAX_ID:
+        raise DecodeError(f"field {key!r} must be in 0..2**63-1, got {limits.clip(value)}")
+    return value
 
 
 def field(obj, key: str, kind):

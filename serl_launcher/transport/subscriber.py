@@ -1,13 +1,15 @@
 """Delivers the newest params the learner published to an actor's callback, on a daemon thread.
 
-Why two paths: PUB/SUB gives low latency, but a subscriber only receives what
-is published after it connected (agentlace's late-joiner flaw) and may miss a
-publish while reconnecting. So the thread also asks the learner for its latest
-params at start and then every `poll_interval_s` (a tiny reply when up to date).
-Both paths carry (learner instance id, publish number); anything not newer than
-what was delivered is skipped. The SUB socket is CONFLATE: while the callback
-runs, newer params replace older ones instead of queueing, so a slow actor only
-ever gets the newest (no backlog of stale weights).
+Why two paths: pushes from the learner's publisher (publisher.py) give low
+latency, but only reach a subscriber once it is registered (agentlace's
+late-joiner flaw) and may be missed while reconnecting or when the actor reads
+slowly. So the thread also asks the learner for its latest params at start and
+then every `poll_interval_s` (a tiny reply when up to date), and registers for
+pushes (protocol.SUBSCRIBE) each time, which also re-registers it with a
+restarted learner. Both paths carry (learner instance id, publish number);
+anything not newer than what was delivered is skipped. The push socket is a
+DEALER with CONFLATE: while the callback runs, newer params replace older ones
+instead of queueing, so a slow actor only ever gets the newest.
 """
 
 import logging
@@ -25,7 +27,7 @@ _POLL_MS = 100
 
 
 class ParamsSubscriber:
-    """Owns a SUB socket and a request channel of its own, both used only by its thread."""
+    """Owns a push socket (DEALER) and a request channel of its own, both used only by its thread."""
 
     def __init__(self, ctx, config, host: str, security, callback, timeout_s: float, poll_interval_s: float = 1.0):
         self._callback = callback
@@ -33,7 +35,7 @@ class ParamsSubscriber:
         self.received = 0
         self._stop = threading.Event()
         self._sub = sockets.connect(
-            ctx, zmq.SUB, config, host, config.broadcast_port, security, [(zmq.CONFLATE, 1), (zmq.SUBSCRIBE, b"")]
+            ctx, zmq.DEALER, config, host, config.broadcast_port, security, [(zmq.CONFLATE, 1), (zmq.IMMEDIATE, 1)]
         )
         self._channel = RequestChannel(ctx, config, host, security, timeout_s)
         self._timeout_s = timeout_s
@@ -47,17 +49,27 @@ class ParamsSubscriber:
         self._thread.join()
 
     def _run(self, poll_interval_s: float) -> None:
-        next_fetch = 0.0
+        next_fetch = next_subscribe = 0.0
         try:
             while not self._stop.is_set():
                 if time.monotonic() >= next_fetch:
                     self._fetch_latest()
                     next_fetch = time.monotonic() + poll_interval_s
+                if time.monotonic() >= next_subscribe:
+                    # Until the connection is up (IMMEDIATE), try again at the next tick.
+                    next_subscribe = time.monotonic() + (poll_interval_s if self._subscribe() else 0)
                 if self._sub.poll(_POLL_MS):
                     self._offer(self._sub.recv(zmq.NOBLOCK, copy=False).buffer)
         finally:
             self._sub.close()
             self._channel.close()
+
+    def _subscribe(self) -> bool:
+        try:
+            self._sub.send(protocol.SUBSCRIBE, zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            return False
 
     def _fetch_latest(self) -> None:
         try:

@@ -44,10 +44,14 @@ def make_drq_agent(seed: int, sample_obs, sample_action, image_keys=(), encoder_
 
 def make_trainer_config(port_number: int = 5488, broadcast_port: int = 5489, bind_address: str = "0.0.0.0",
                         server_secret_key: str | None = None, authorized_keys_dir: str | None = None,
-                        server_public_key: str | None = None, client_secret_key: str | None = None) -> TrainerConfig:
-    """The transport configuration learner and actors share (the key files are each side's own)."""
+                        server_public_key: str | None = None, client_secret_key: str | None = None,
+                        compatibility: dict | None = None) -> TrainerConfig:
+    """The transport configuration learner and actors share (the key files are each side's own).
+
+    compatibility: JSON values both sides must agree on (spaces, agent description), checked at the handshake.
+    """
     return TrainerConfig(port_number=port_number, broadcast_port=broadcast_port, request_types=list(REQUEST_TYPES),
-                         bind_address=bind_address, curve_server_secret_key=server_secret_key,
+                         bind_address=bind_address, compatibility=compatibility or {}, curve_server_secret_key=server_secret_key,
                          curve_authorized_clients=authorized_keys_dir, curve_server_public_key=server_public_key,
                          curve_client_secret_key=client_secret_key)
 

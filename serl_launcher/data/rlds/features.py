@@ -6,6 +6,11 @@ own path and hold a single value. Floats live in a float_list (float32), ints an
 int64_list, images as one PNG per step and text as one UTF-8 string per element in a bytes_list.
 Only features.json says which per-step shape and dtype undo that, so the spec and the codec share
 this module.
+
+Decoding trusts nothing in a file: shapes in features.json must be small enough to compute with,
+an image must carry the signature of its declared format and its header the declared size before
+any pixel is decoded (PIL decodes only PNG or JPEG here, never BMP, TIFF or EPS via Ghostscript), and
+a zlib tensor is inflated only up to its declared size.
 """
 import dataclasses
 import io
@@ -13,7 +18,7 @@ import zlib
 from typing import Mapping
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from serl_launcher.data.rlds.errors import RLDSError
 
@@ -29,6 +34,10 @@ _TEXT = _PKG + "text_feature.Text"
 _DICT = _PKG + "features_dict.FeaturesDict"
 _DATASET = _PKG + "dataset_feature.Dataset"
 _TENSOR_ENCODINGS = ("none", "bytes", "zlib")
+# Image formats we decode: TFDS's encodingFormat -> (PIL format, file signature).
+_IMAGE_FORMATS = {"png": ("PNG", b"\x89PNG\r\n\x1a\n"), "jpeg": ("JPEG", b"\xff\xd8\xff")}
+MAX_STEP_BYTES = 1 << 31  # one field of one step, as declared in features.json
+MAX_IMAGE_PIXELS = 1 << 25  # an image whose features.json size is dynamic (-1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +65,14 @@ class Feature:
         """How many list entries one step (or the one episode value) takes."""
         if self.kind == "image" or (self.kind == "tensor" and self.encoding != "none"):
             return 1
-        return int(np.prod(self.shape, dtype=np.int64))
+        return _product(self.shape)
+
+    @property
+    def step_bytes(self) -> int:
+        """Bytes one step's value takes once decoded (dynamic image dimensions and text count as 0)."""
+        if self.kind == "text" or -1 in self.shape:
+            return 0
+        return _product(self.shape) * self.dtype.itemsize
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,11 +162,11 @@ def decode(feature: Feature, path: str, values, count: int) -> np.ndarray:
     if feature.encoding == "none":
         raw = np.asarray(values, dtype=np.float32 if feature.dtype.kind == "f" else np.int64)
         return raw.astype(feature.dtype).reshape((count,) + feature.shape)
-    items = [zlib.decompress(data) if feature.encoding == "zlib" else data for data in values]
-    try:
-        return np.stack([np.frombuffer(data, feature.dtype).reshape(feature.shape) for data in items])
-    except ValueError as error:
-        raise RLDSError(f"{path}: encoded tensor does not hold {feature.shape} {feature.dtype}") from error
+    size = feature.step_bytes
+    items = [_inflate(path, data, size) if feature.encoding == "zlib" else data for data in values]
+    if any(len(data) != size for data in items):
+        raise RLDSError(f"{path}: encoded tensor does not hold {feature.shape} {feature.dtype} ({size} bytes)")
+    return np.stack([np.frombuffer(data, feature.dtype).reshape(feature.shape) for data in items])
 
 
 def spec_to_json(spec: EpisodeSpec) -> dict:
@@ -218,17 +234,54 @@ def _parse_leaf(node: Mapping, path: str) -> Feature:
         encoding = tensor.get("encoding", "none")
         if tensor["dtype"] == "string":
             return Feature("text", shape, np.dtype(object))
-        if -1 in shape or encoding not in _TENSOR_ENCODINGS:
+        if any(d < 0 for d in shape) or encoding not in _TENSOR_ENCODINGS:
             raise RLDSError(f"feature {path!r}: dynamic shape {shape} or encoding {encoding!r} is not supported")
-        return Feature("tensor", shape, np.dtype(tensor["dtype"]), encoding)
+        return _checked(Feature("tensor", shape, _numeric(path, tensor["dtype"]), encoding), path)
     if "image" in node:
         image = node["image"]
-        return Feature("image", dims(image), np.dtype(image.get("dtype", "uint8")), image.get("encodingFormat", "png"))
+        shape, encoding = dims(image), image.get("encodingFormat", "png")
+        if encoding not in _IMAGE_FORMATS or len(shape) != 3 or any(d == 0 or d < -1 for d in shape):
+            raise RLDSError(f"feature {path!r}: image of shape {shape} in {encoding!r} is not supported "
+                            f"(HxWxC, dimensions > 0 or -1; {sorted(_IMAGE_FORMATS)})")
+        return _checked(Feature("image", shape, _numeric(path, image.get("dtype", "uint8")), encoding), path)
     if "text" in node:
         return Feature("text", (), np.dtype(object))
     if "classLabel" in node:
         return Feature("tensor", (), np.dtype(np.int64))
     raise RLDSError(f"feature {path!r} has unsupported type {node.get('pythonClassName', '?')}")
+
+
+def _numeric(path: str, name: str) -> np.dtype:
+    dtype = np.dtype(name)
+    if dtype.kind not in "biuf":
+        raise RLDSError(f"feature {path!r}: dtype {name!r} is not a number type")
+    return dtype
+
+
+def _checked(feature: Feature, path: str) -> Feature:
+    if _product(abs(d) for d in feature.shape) * feature.dtype.itemsize > MAX_STEP_BYTES:
+        raise RLDSError(f"feature {path!r}: shape {feature.shape} is over {MAX_STEP_BYTES} bytes per step")
+    return feature
+
+
+def _product(dims) -> int:
+    """Exact product of dimensions (numpy's int64 product silently wraps)."""
+    result = 1
+    for d in dims:
+        result *= int(d)
+    return result
+
+
+def _inflate(path: str, data: bytes, size: int) -> bytes:
+    """zlib data that must inflate to exactly `size` bytes; never inflates more than size + 1."""
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(data, size + 1)
+    except zlib.error as error:
+        raise RLDSError(f"{path}: corrupt zlib data ({error})") from error
+    if len(out) != size or not inflater.eof or inflater.unused_data:
+        raise RLDSError(f"{path}: zlib data does not inflate to the declared {size} bytes")
+    return out
 
 
 def _text_bytes(path: str, text) -> bytes:
@@ -246,11 +299,22 @@ def _encode_png(image: np.ndarray) -> bytes:
 
 
 def _decode_image(feature: Feature, path: str, data: bytes) -> np.ndarray:
+    pil_format, signature = _IMAGE_FORMATS[feature.encoding]
+    if not bytes(data[: len(signature)]) == signature:
+        raise RLDSError(f"{path}: not a {feature.encoding} image (its first bytes are {bytes(data[:8])!r})")
+    height, width = feature.shape[:2]
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=[pil_format]) as image:
+            if height not in (-1, image.height) or width not in (-1, image.width):
+                raise RLDSError(f"{path}: image of {image.height}x{image.width} pixels, but the dataset's features "
+                                f"say {feature.shape}")
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise RLDSError(f"{path}: image of {image.height}x{image.width} pixels, over {MAX_IMAGE_PIXELS}")
             array = np.asarray(image)
-    except (UnidentifiedImageError, OSError) as error:
-        raise RLDSError(f"{path}: undecodable {feature.encoding} image") from error
+    except RLDSError:
+        raise
+    except Exception as error:  # PIL raises many types on bad data (OSError, ValueError, SyntaxError, bombs...)
+        raise RLDSError(f"{path}: undecodable {feature.encoding} image ({type(error).__name__}: {error})") from error
     if array.ndim == 2:
         array = array[..., None]
     if len(array.shape) != len(feature.shape) or any(d not in (-1, a) for d, a in zip(feature.shape, array.shape)):

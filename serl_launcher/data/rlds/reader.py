@@ -1,22 +1,29 @@
 """Reads an RLDS dataset in the TFDS layout into numpy episodes, without TensorFlow.
 
-tfrecord's reader does the record framing and its `example_pb2` the protobuf parsing; this module
-only reshapes the flat Example lists with features.json and turns every failure into an RLDSError
-that names the file (and episode) at fault.
+records.py does the record framing (checking CRCs and lengths), tfrecord's `example_pb2` the
+protobuf parsing; this module reshapes the flat Example lists with features.json and turns every
+failure, whatever raised it, into an RLDSError that names the file (and episode) at fault.
+
+Datasets may come from anywhere (Open X-Embodiment, a colleague's demos), so a file is not trusted
+to be well-formed: records are at most `max_record_bytes`, and an episode is decoded only if its
+declared shapes times its step count fit `max_episode_bytes`.
 """
 import os
 from typing import Iterator
 
-from google.protobuf.message import DecodeError
 from tfrecord import example_pb2
-from tfrecord.reader import tfrecord_iterator
 
 from serl_launcher.data.rlds import features as F
 from serl_launcher.data.rlds.errors import RLDSError
 from serl_launcher.data.rlds.layout import DATASET_INFO, FEATURES, read_json, split_shards
+from serl_launcher.data.rlds.records import read_records
+
+MAX_RECORD_BYTES = 1 << 30
+MAX_EPISODE_BYTES = 2 << 30
 
 
-def read_rlds_dataset(path: str, split: str = "train") -> Iterator[dict]:
+def read_rlds_dataset(path: str, split: str = "train", max_record_bytes: int = MAX_RECORD_BYTES,
+                      max_episode_bytes: int = MAX_EPISODE_BYTES) -> Iterator[dict]:
     """The episodes of one split, one dict per episode, in shard order.
 
     Each episode maps the step fields (observation, action, reward, discount, is_first, is_last,
@@ -24,11 +31,13 @@ def read_rlds_dataset(path: str, split: str = "train") -> Iterator[dict]:
     images come back as uint8 HxWxC, text as bytes objects. Episode-level fields, if the dataset has
     any, sit under `episode["episode_metadata"]`. The metadata files and the presence of every shard
     are checked before this returns, so a broken dataset fails here rather than mid-training.
+    max_record_bytes bounds one stored episode, max_episode_bytes one decoded episode (its steps
+    times the per-step sizes features.json declares); raise them for unusually large episodes.
     """
     if not os.path.isdir(path):
         raise RLDSError(f"{path}: not a directory")
     spec = load_spec(path)
-    return _episodes(spec, split_shards(path, split))
+    return _episodes(spec, split_shards(path, split), max_record_bytes, max_episode_bytes)
 
 
 def load_spec(path: str) -> F.EpisodeSpec:
@@ -39,37 +48,50 @@ def load_spec(path: str) -> F.EpisodeSpec:
         return F.spec_from_json(content)
     except RLDSError as error:
         raise RLDSError(f"{file}: {error}") from error
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
         raise RLDSError(f"{file}: malformed ({error!r})") from error
 
 
-def _episodes(spec: F.EpisodeSpec, shards: list) -> Iterator[dict]:
+def _episodes(spec: F.EpisodeSpec, shards: list, max_record_bytes: int, max_episode_bytes: int) -> Iterator[dict]:
     for shard, expected in shards:
         count = 0
-        try:
-            for record in tfrecord_iterator(shard):
-                example = example_pb2.Example.FromString(bytes(record))
-                yield _decode_episode(spec, example.features.feature, f"{shard}, episode {count}")
-                count += 1
-        except RuntimeError as error:  # tfrecord's framing check: the file ends inside a record
-            raise RLDSError(f"{shard}: truncated after {count} episodes ({error})") from error
-        except DecodeError as error:
-            raise RLDSError(f"{shard}, episode {count}: corrupt tf.train.Example ({error})") from error
+        records = read_records(shard, max_record_bytes)
+        while True:
+            where = f"{shard}, episode {count}"
+            try:
+                record = next(records, None)
+                if record is None:
+                    break
+                example = example_pb2.Example.FromString(record)
+                episode = _decode_episode(spec, example.features.feature, where, max_episode_bytes)
+            except RLDSError as error:
+                if str(error).startswith(shard):
+                    raise
+                raise RLDSError(f"{where}: {error}") from error
+            except Exception as error:  # protobuf, numpy, PIL, MemoryError...: still name the file
+                raise RLDSError(f"{where}: {type(error).__name__}: {error}") from error
+            yield episode
+            count += 1
         if count != expected:
             raise RLDSError(f"{shard}: holds {count} episodes, but {DATASET_INFO} lists {expected}")
 
 
-def _decode_episode(spec: F.EpisodeSpec, features, where: str) -> dict:
+def _decode_episode(spec: F.EpisodeSpec, features, where: str, max_episode_bytes: int) -> dict:
     raw = {path: _values(features, f"{F.STEPS}/{path}", feature, where) for path, feature in spec.steps.items()}
     counts = {path: len(raw[path]) / f.values_per_item for path, f in spec.steps.items() if f.values_per_item}
     reference = "is_first" if "is_first" in counts else next(iter(counts), None)
     num_steps = counts.get(reference, 0)
     wrong = [path for path, n in counts.items() if n != num_steps or n != int(n)]
+    wrong += [path for path, f in spec.steps.items() if not f.values_per_item and len(raw[path])]
     if wrong:
         details = ", ".join(f"{F.STEPS}/{p} has {len(raw[p])} values for per-step shape {spec.steps[p].shape}"
                             for p in wrong)
         raise RLDSError(f"{where}: {details}, but {F.STEPS}/{reference} has {num_steps:g} steps")
     num_steps = int(num_steps)
+    decoded_bytes = num_steps * sum(f.step_bytes for f in spec.steps.values())
+    if decoded_bytes > max_episode_bytes:
+        raise RLDSError(f"{where}: {num_steps} steps of the declared shapes take {decoded_bytes} bytes, "
+                        f"over max_episode_bytes={max_episode_bytes}")
     episode = F.unflatten(
         {path: F.decode(f, f"{where}: {F.STEPS}/{path}", raw[path], num_steps) for path, f in spec.steps.items()}
     )
