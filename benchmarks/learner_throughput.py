@@ -19,7 +19,11 @@ same_run.py); both sides time the same way:
 
     python benchmarks/learner_throughput.py                     # 5 rounds, ~5-10 minutes on 2 cores
     python benchmarks/learner_throughput.py --quick             # 2 rounds, smoke test
-    python benchmarks/learner_throughput.py --variant 'chunked={"actor_loss_gradient": "chunked"}'
+    python benchmarks/learner_throughput.py --ours_tree before=/tmp/old-checkout   # + an older commit
+
+Rows of ours: the default agent (actor_loss_gradient "auto": the chunked dQ/da on CPU) and
+"autodiff" (the plain autodiff actor loss), so the hand-written gradient is always judged against
+autodiff in the same run; --variant adds more.
 """
 from __future__ import annotations
 
@@ -183,7 +187,8 @@ def main() -> None:
         groups.append(Group(f"ensemble {ensemble}", "learner",
                             {"ensemble": ensemble, "repeats": repeats, "calls": calls, "latency_calls": latency},
                             tuple(figures)))
-    variants = [(label, {"agent_kwargs": kwargs}) for label, kwargs in args.variant]
+    default_variants = [("autodiff", {"actor_loss_gradient": "autodiff"})]
+    variants = [(label, {"agent_kwargs": kwargs}) for label, kwargs in default_variants + args.variant]
     same_run.run(
         __doc__.splitlines()[0], "learner_throughput", groups, args, peer_name="SERL", variants=variants,
         notes=[f"obs {OBS_DIM}, action {ACTION_DIM}, batch {BATCH_SIZE} = {BATCH_SIZE // UTD_RATIO} x {UTD_RATIO}, "

@@ -256,7 +256,7 @@ def _is_within(path: str, root: str) -> bool:
     return path == root or path.startswith(root + os.sep)
 
 
-def _check_origins(side: str) -> dict:
+def _check_origins(side: str, root: Path = REPO_ROOT) -> dict:
     """Where serl_launcher / agentlace come from in this process; raises if from the wrong side."""
     origins = {}
     for name in ("serl_launcher", "agentlace"):
@@ -272,8 +272,8 @@ def _check_origins(side: str) -> dict:
             ok = _is_within(origin, sys.prefix) and not _is_within(origin, str(REPO_ROOT))
             where = f"the peer venv {sys.prefix}"
         else:
-            ok = name != "serl_launcher" or _is_within(origin, str(REPO_ROOT))
-            where = f"this repository {REPO_ROOT}"
+            ok = name != "serl_launcher" or _is_within(origin, str(root))
+            where = f"this repository {root}"
         if not ok:
             raise RuntimeError(f"{side} process imports {name} from {origin}, not from {where}")
     return origins
@@ -299,14 +299,16 @@ def role_main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     _SIDE, _MODULE = args.side, args.module
     try:
+        kwargs = json.loads(args.kwargs)
+        root = Path(kwargs.pop(OURS_ROOT, REPO_ROOT))  # another checkout of ours, e.g. an older commit
         if args.side == "ours":
-            sys.path.insert(0, str(REPO_ROOT))
-        _check_origins(args.side)
+            sys.path.insert(0, str(root))
+        _check_origins(args.side, root)
         role = getattr(importlib.import_module(args.module), "role_" + args.role)
         meter = LoadMeter()
-        result = role(meter, side=args.side, **json.loads(args.kwargs))
+        result = role(meter, side=args.side, **kwargs)
         result["load"] = meter.summary()
-        result["origins"] = _check_origins(args.side)
+        result["origins"] = _check_origins(args.side, root)
         result["versions"] = _versions()
         sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
         sys.stdout.flush()
@@ -349,6 +351,9 @@ class Contestant:
     kwargs: dict = dataclasses.field(default_factory=dict)  # extra role kwargs (our variants)
 
 
+OURS_ROOT = "ours_root"  # role kwarg consumed by role_main: the checkout an "ours" process imports
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every same-run benchmark takes."""
     parser.add_argument("--rounds", type=int, default=None,
@@ -359,6 +364,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max_foreign_cores", type=float, default=DEFAULT_MAX_FOREIGN_CORES,
                         help="discard a round when other processes used more cores than this while it measured")
     parser.add_argument("--process_timeout", type=float, default=1800, help="seconds allowed per process")
+    parser.add_argument("--ours_tree", action="append", default=[], metavar="LABEL=PATH",
+                        help="also measure another checkout of this project (e.g. `git worktree add /tmp/old "
+                             "<commit>`), as a row 'ours LABEL' in the same run: regressions show as ratios")
 
 
 def rounds(args) -> int:
@@ -375,6 +383,11 @@ def contestants(args, peer_name: str, variants: list[tuple[str, dict]] = ()) -> 
     result = [Contestant(peer_name, "peer", python)] if found else []
     result.append(Contestant("ours", "ours", sys.executable))
     result += [Contestant(f"ours {label}", "ours", sys.executable, dict(kwargs)) for label, kwargs in variants]
+    for tree in args.ours_tree:
+        label, sep, path = tree.partition("=")
+        if not sep or not Path(path, "serl_launcher").is_dir():
+            raise SystemExit(f"--ours_tree {tree!r}: expected LABEL=PATH of a checkout of this project")
+        result.append(Contestant(f"ours {label}", "ours", sys.executable, {OURS_ROOT: str(Path(path).resolve())}))
     if found:
         line = f"peer ({peer_name}): {python}   ours: {sys.executable} (this repository: {REPO_ROOT})"
     else:

@@ -359,7 +359,7 @@ def define_flags() -> None:
                       "or the scripted expert (default without one).")
     flags.DEFINE_integer("successes_needed", 20, "Successful episodes to record.")
     flags.DEFINE_string("output_dir", None, "New dataset directory "
-                        "(default demos/<env>_<successes_needed>_demos_<timestamp>).")
+                        "(default runs/demos/<env>_<successes_needed>_demos_<timestamp>).")
     flags.DEFINE_integer("seed", 0, "Seeds the env's cube placements and the scripted expert's noise.")
     flags.DEFINE_float("noise", 0.0, "Std of Gaussian noise on the scripted expert's motion (action units).")
     flags.DEFINE_bool("render", False, "Show the MuJoCo viewer (needs a display).")
@@ -371,7 +371,7 @@ def main(argv) -> None:
     del argv
     teleop = FLAGS.teleop or ("keyboard" if sys.stdin.isatty() else "scripted")
     output_dir = FLAGS.output_dir or os.path.join(
-        "demos", f"{FLAGS.env}_{FLAGS.successes_needed}_demos_{time.strftime('%Y-%m-%d_%H-%M-%S')}")
+        "runs", "demos", f"{FLAGS.env}_{FLAGS.successes_needed}_demos_{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     try:
         summary = record_demos(FLAGS.env, teleop, output_dir, FLAGS.successes_needed, FLAGS.seed, FLAGS.noise,
                                FLAGS.render, FLAGS.hz, FLAGS.max_attempts)

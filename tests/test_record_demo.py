@@ -146,6 +146,19 @@ def test_vision_env_keeps_dict_observations(tmp_path):
     assert episode["is_terminal"][-1]
     assert episode["episode_metadata"]["observation_layout"].startswith(b"dict")
 
+    # The pixel learner loads them: nested "panda" -> "tcp_pos" joins back into the env's key.
+    from serl_launcher.runtime.config import LearnerConfig
+    from serl_launcher.runtime.learner import _make_buffers
+    from serl_launcher.utils.launcher import make_env
+
+    env = make_env("PandaPickCubeVision-v0")
+    _, demos = _make_buffers(LearnerConfig(demos_path=str(out), demo_ratio=0.5, replay_buffer_capacity=100,
+                                           demo_buffer_capacity=10), env.observation_space, env.action_space)
+    assert len(demos) == n - 1
+    batch = demos.sample(4)
+    assert batch["observations"]["state"]["panda/tcp_pos"].shape == (4, 3)
+    assert batch["next_observations"]["images"]["wrist"].shape == (4, 128, 128, 3)
+
 
 def test_split_slash_keys():
     tree = {"state": {"panda/tcp_pos": 1, "panda/tcp_vel": 2, "block_pos": 3}, "images": {"front": 4}}

@@ -258,3 +258,20 @@ def test_the_pixel_agent_trains_on_the_vision_env_end_to_end(tmp_path):
     assert [steps for steps, _ in rows.having("eval/return")] == [200]
     losses = [row["learner/critic_loss"] for _, row in rows.having("learner/critic_loss")]
     assert losses and all(np.isfinite(losses))
+
+
+def test_every_nth_evaluation_is_filmed(tmp_path):
+    env = make_env(ENV, seed=0)
+    eval_env = make_env(ENV, seed=1, render_mode="rgb_array", render_size=64)
+    holder = type("Holder", (), {"agent": _agent(env), "updates": 1})()
+    config = ActorConfig(max_steps=400, random_steps=0, eval_period=100, eval_episodes=1, video_period=2,
+                         video_dir=str(tmp_path / "videos"))
+    rows = Rows()
+    _ActorLoop(config, holder, env, eval_env, QueuedDataStore(500), _OfflineLink(), rows, threading.Event()).run()
+    assert [steps for steps, _ in rows.having("eval/return")] == [100, 200, 300, 400]
+    videos = sorted(p.name for p in (tmp_path / "videos").iterdir())
+    assert videos == ["eval_000000200.mp4", "eval_000000400.mp4"]
+    import imageio.v2 as imageio
+
+    frames = imageio.mimread(str(tmp_path / "videos" / videos[0]), memtest=False)
+    assert len(frames) == 100 and frames[0].shape == (64, 64, 3)

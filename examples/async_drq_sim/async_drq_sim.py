@@ -27,9 +27,10 @@ cli.define_flags(exp_name="pick_cube_vision")
 flags.FLAGS.set_default("critic_actor_ratio", 4)
 
 
-def env_factory(render: bool):
-    kwargs = {"image_size": FLAGS.image_size} if FLAGS.image_size else {}
-    return make_env(FLAGS.env, seed=FLAGS.seed, **kwargs, **({"render_mode": "human"} if render else {}))
+def env_factory(render: bool, **env_kwargs):
+    if FLAGS.image_size:
+        env_kwargs["image_size"] = FLAGS.image_size
+    return make_env(FLAGS.env, seed=FLAGS.seed, **env_kwargs, **({"render_mode": "human"} if render else {}))
 
 
 def agent_factory(sample_observation, sample_action):

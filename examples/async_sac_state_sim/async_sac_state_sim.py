@@ -26,8 +26,8 @@ flags.DEFINE_float("discount", 0.99, "Discount factor.")
 cli.define_flags(exp_name="pick_cube")
 
 
-def env_factory(render: bool):
-    return make_env(FLAGS.env, seed=FLAGS.seed, **({"render_mode": "human"} if render else {}))
+def env_factory(render: bool, **env_kwargs):
+    return make_env(FLAGS.env, seed=FLAGS.seed, **env_kwargs, **({"render_mode": "human"} if render else {}))
 
 
 def agent_factory(sample_observation, sample_action):

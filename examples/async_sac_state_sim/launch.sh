@@ -14,8 +14,13 @@ mkdir -p "$RUN_DIR"
 RUN_DIR=$(cd "$RUN_DIR" && pwd)
 flags=(--run_dir "$RUN_DIR" "$@")
 quoted=$(printf '%q ' "${flags[@]}")
-learner_cmd="$here/run_learner.sh $quoted"
-actor_cmd="sleep 2; $here/run_actor.sh $quoted"
+# tmux panes start from the tmux server's environment, not this shell's: pass the settings along.
+settings=""
+for var in PYTHON TARGET_UTD DEMOS WANDB_MODE MUJOCO_GL; do
+    [ -n "${!var+x}" ] && settings+="$var=$(printf '%q' "${!var}") "
+done
+learner_cmd="$settings$here/run_learner.sh $quoted"
+actor_cmd="sleep 2; $settings$here/run_actor.sh $quoted"
 echo "run directory: $RUN_DIR"
 
 if [ -z "${NO_TMUX:-}" ] && command -v tmux >/dev/null && { [ -n "${TMUX:-}" ] || [ -t 1 ]; }; then

@@ -14,6 +14,7 @@ action is stored instead of the policy's and the transition is flagged `interven
 """
 import dataclasses
 import logging
+import os
 import queue
 import threading
 import time
@@ -28,6 +29,7 @@ from serl_launcher.common.throttled_log import ThrottledLog
 from serl_launcher.runtime.config import ActorConfig
 from serl_launcher.runtime.metrics import ProgressFn
 from serl_launcher.runtime.protocol import INTERVENED, STATS, STATUS, TRAINING_STORE
+from serl_launcher.utils.video import VideoRecorder
 from serl_launcher.transport import (ConfigMismatchError, QueuedDataStore, RemoteError, TrainerClient,
                                      TrainerConfig, TransportError)
 
@@ -210,6 +212,7 @@ class _ActorLoop:
         self.episodes = 0
         self._key = jax.random.PRNGKey(config.seed)
         self._next_eval = config.eval_period
+        self._evaluations = 0
         self._window = (time.monotonic(), 0)
 
     def run(self) -> None:
@@ -259,10 +262,18 @@ class _ActorLoop:
             raise self.link.fatal
 
     def _evaluate(self) -> None:
-        agent = self.holder.agent
+        agent, cfg = self.holder.agent, self.config
+        self._evaluations += 1
+        recorder = None
+        if cfg.video_period and self._evaluations % cfg.video_period == 0:
+            recorder = VideoRecorder(os.path.join(cfg.video_dir or "videos", f"eval_{self.step:09d}.mp4"),
+                                     fps=self.eval_env.metadata.get("render_fps", 25))
         results = evaluate(lambda obs: np.asarray(agent.sample_actions(obs, argmax=True)), self.eval_env,
-                           self.config.eval_episodes)
-        self._next_eval = self.step + self.config.eval_period
+                           cfg.eval_episodes, on_frame=recorder.add_frame if recorder else None)
+        if recorder is not None:
+            recorder.close()
+            logger.info("evaluation video: %s", os.path.abspath(recorder.path))
+        self._next_eval = self.step + cfg.eval_period
         row = {f"eval/{key}": value for key, value in results.items() if key != "episodes"}
         self._report({**row, "eval/episodes": results["episodes"]})
 

@@ -75,6 +75,9 @@ def define_flags(exp_name: str) -> None:
     flags.DEFINE_integer("eval_period", actor_defaults.eval_period,
                          "Actor: evaluate at the first episode end after every this many steps (0: never).")
     flags.DEFINE_integer("eval_n_trajs", actor_defaults.eval_episodes, "Actor: episodes per evaluation.")
+    flags.DEFINE_integer("save_video", 0, "Actor: film every this many evaluations into <run_dir>/videos (0: never).")
+    flags.DEFINE_integer("video_size", None, "Video frame size (envs that take render_size; franka_sim: 480).")
+    flags.DEFINE_string("video_camera", None, "Camera to film (envs that take render_camera; franka_sim: overview).")
 
 
 def _doc(config_class, field: str) -> str:
@@ -99,9 +102,22 @@ def learner_config(checkpoint_dir: str) -> LearnerConfig:
         max_checkpoints=FLAGS.max_checkpoints or None, log_period=FLAGS.log_period, seed=FLAGS.seed)
 
 
-def actor_config() -> ActorConfig:
+def actor_config(directory: str) -> ActorConfig:
     return ActorConfig(max_steps=FLAGS.max_steps, random_steps=FLAGS.random_steps, eval_period=FLAGS.eval_period,
-                       eval_episodes=FLAGS.eval_n_trajs, seed=FLAGS.seed)
+                       eval_episodes=FLAGS.eval_n_trajs, video_period=FLAGS.save_video,
+                       video_dir=os.path.join(directory, "videos"), seed=FLAGS.seed)
+
+
+def video_kwargs() -> dict:
+    """Env kwargs that make the evaluation env render frames for --save_video."""
+    if not FLAGS.save_video:
+        return {}
+    kwargs = {"render_mode": "rgb_array"}
+    if FLAGS.video_size:
+        kwargs["render_size"] = FLAGS.video_size
+    if FLAGS.video_camera:
+        kwargs["render_camera"] = FLAGS.video_camera
+    return kwargs
 
 
 def trainer_config(role: str, observation_space, action_space, agent):
@@ -169,7 +185,7 @@ def main(make_env: Callable, make_agent: Callable, make_spaces: Optional[Callabl
          flag_modules: tuple = ("__main__",)) -> None:
     """Run the learner or an actor from the flags.
 
-    make_env(render: bool) -> env; make_agent(sample_observation, sample_action) -> agent;
+    make_env(render: bool, **env_kwargs) -> env (env_kwargs: rendering options for videos); make_agent(sample_observation, sample_action) -> agent;
     make_spaces() -> (observation_space, action_space) for a learner that cannot build the env
     (a real robot's); default: read them from make_env().
     """
@@ -228,13 +244,13 @@ def _actor(make_env, make_agent, stop) -> None:
             os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise app.UsageError("--render needs a display (DISPLAY and WAYLAND_DISPLAY are unset on this machine)")
     env = make_env(render=FLAGS.render)
-    eval_env = make_env(render=False)
+    eval_env = make_env(render=False, **video_kwargs())
     agent = make_agent(env.observation_space.sample(), env.action_space.sample())
     directory = FLAGS.run_dir or os.path.join("runs", FLAGS.exp_name, "actor")
     sinks = progress_sinks(directory, "actor", {})
     try:
         config = trainer_config("actor", env.observation_space, env.action_space, agent)
-        result = actor.run_actor(actor_config(), agent, env, config, FLAGS.ip, eval_env=eval_env,
+        result = actor.run_actor(actor_config(directory), agent, env, config, FLAGS.ip, eval_env=eval_env,
                                  progress_fn=sinks, stop=stop)
     finally:
         sinks.close()

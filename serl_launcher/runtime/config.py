@@ -53,4 +53,7 @@ class ActorConfig:
     eval_period: int = 2000
     """Evaluate the deterministic policy at the first episode end after every this many steps (0: never)."""
     eval_episodes: int = 5
+    video_period: int = 0
+    """Film every this many evaluations (0: never) into video_dir; the eval env must render rgb_array."""
+    video_dir: Optional[str] = None
     seed: int = 42

@@ -314,12 +314,9 @@ class TrainerServer:
     def _log_connection_event(self, event: dict) -> None:
         endpoint = event["endpoint"].decode(errors="replace")
         if event["event"] == zmq.EVENT_DISCONNECTED:
-            self._log_events.log(
-                logging.INFO,
-                "a connection on %s closed (actor stopped or died, or sent a frame over max_message_bytes=%d)",
-                endpoint,
-                self.config.max_message_bytes,
-            )
+            # An actor that stops closes its connections; one that died or sent a frame over
+            # max_message_bytes looks the same from here, so this stays a quiet debug line.
+            self._log_events.log(logging.DEBUG, "a connection on %s closed", endpoint)
         elif event["event"] == zmq.EVENT_ACCEPT_FAILED:
             self._log_events.log(
                 logging.ERROR,
