@@ -47,11 +47,12 @@ class Rows:
             return [(steps, row) for steps, row in self.rows if key in row]
 
 
-def _train(tmp_path, learner_config, actor_config, actor_env=None):
+def _train(tmp_path, learner_config, actor_config, actor_env=None, learner_keys=None, actor_keys=None):
     """Run a learner (thread) and an actor (this thread), then stop the learner; returns both results and rows."""
     env = make_env(ENV, seed=0)
     port, broadcast = free_ports(2)
-    trainer_config = make_trainer_config(port, broadcast, bind_address="127.0.0.1")
+    trainer_config = make_trainer_config(port, broadcast, bind_address="127.0.0.1", **(learner_keys or {}))
+    actor_trainer_config = make_trainer_config(port, broadcast, bind_address="127.0.0.1", **(actor_keys or {}))
     learner_rows, actor_rows, results = Rows(), Rows(), {}
 
     stop = threading.Event()
@@ -63,7 +64,7 @@ def _train(tmp_path, learner_config, actor_config, actor_env=None):
     thread = threading.Thread(target=learner)
     thread.start()
     actor_env = actor_env or make_env(ENV, seed=1)
-    results["actor"] = run_actor(actor_config, _agent(env), actor_env, trainer_config, "127.0.0.1",
+    results["actor"] = run_actor(actor_config, _agent(env), actor_env, actor_trainer_config, "127.0.0.1",
                                  eval_env=make_env(ENV, seed=2), progress_fn=actor_rows)
     stop.set()
     thread.join(timeout=120)
@@ -275,3 +276,22 @@ def test_every_nth_evaluation_is_filmed(tmp_path):
 
     frames = imageio.mimread(str(tmp_path / "videos" / videos[0]), memtest=False)
     assert len(frames) == 100 and frames[0].shape == (64, 64, 3)
+
+
+def test_learner_and_actor_train_over_curve_keys(tmp_path):
+    """The example's key flags map onto the transport: an authorised actor trains over an encrypted link."""
+    from serl_launcher.transport import keys
+
+    directory = tmp_path / "keys"
+    for name in ("learner", "actor1"):
+        keys.generate(str(directory), name)
+    (directory / "authorized").mkdir()
+    (directory / "authorized" / "actor1.key").write_bytes((directory / "actor1.key").read_bytes())
+    learner_keys = {"server_secret_key": str(directory / "learner.key_secret"),
+                    "authorized_keys_dir": str(directory / "authorized")}
+    actor_keys = {"server_public_key": str(directory / "learner.key"),
+                  "client_secret_key": str(directory / "actor1.key_secret")}
+    config = LearnerConfig(batch_size=16, utd_ratio=2, training_starts=50, log_period=5, target_utd=0.5)
+    results, rows, _ = _train(tmp_path, config, ActorConfig(max_steps=150, random_steps=50, eval_period=0),
+                              learner_keys=learner_keys, actor_keys=actor_keys)
+    assert results["learner"].env_steps == 150 and rows.having("learner/step")
