@@ -74,7 +74,7 @@ class ControlConfig:
     reset_dynamics_factor: float = 0.2
     random_reset_xy: float = 0.0
     random_reset_yaw: float = 0.0
-    orientation_gain: float = 2.0
+    orientation_gain: float = 5.0
     gripper_threshold: float = 0.5
     gripper_speed: float = 0.1
     gripper_force: float = 20.0

@@ -93,12 +93,15 @@ class GripperController:
             return min(max(1.0 - self._width / self._max_width, 0.0), 1.0)
 
     def close(self) -> None:
-        """Stops both threads (a running finger motion finishes on the hand)."""
+        """Stops both threads (a running finger motion finishes on the hand) and lets go of the
+        gripper: franky closes its connection when the last reference goes, and a hand serves one
+        connection at a time."""
         self._stopping.set()
         with self._changed:
             self._changed.notify_all()
         for thread in self._threads:
             thread.join(timeout=2.0)
+        self._gripper = None
 
     def _raise_error(self) -> None:
         if self._error is not None:
