@@ -67,14 +67,16 @@ def env(franky_sim):
     env.close()
 
 
-def run(env, action, n_steps):
-    """Steps a constant action; returns the observations and infos (stops at an episode end)."""
+def run(env, action, n_steps, until=None):
+    """Steps a constant action; returns the observations and infos. Stops at an episode end, or
+    once `until(obs)` holds: franky-sim runs at 0.6-1.0x real time depending on the machine's load,
+    so tests that need the arm somewhere step until it is there rather than for a fixed time."""
     observations, infos = [], []
     for _ in range(n_steps):
         obs, _, terminated, truncated, info = env.step(np.asarray(action, np.float32))
         observations.append(obs)
         infos.append(info)
-        if terminated or truncated:
+        if terminated or truncated or (until is not None and until(obs)):
             break
     return observations, infos
 
@@ -121,7 +123,7 @@ def test_actions_move_the_tcp_along_base_axes_and_tcp_vel_is_measured(env):
         observations, _ = run(env, action, 15)
         obs = observations[-1]
         moved = tcp(obs) - start
-        assert moved[axis] > 0.01, (axis, moved)  # 15 steps at up to 5 cm/s: base frame, not the flipped TCP frame
+        assert moved[axis] > 0.005, (axis, moved)  # 15 steps at up to 5 cm/s: base frame, not the flipped TCP frame
         assert np.abs(np.delete(moved, axis)).max() < 0.2 * moved[axis]
         velocity = obs["state"]["tcp_vel"][:3]
         np.testing.assert_allclose(velocity, np.eye(3)[axis] * 0.05, atol=0.004)  # the commanded 5 cm/s, measured
@@ -140,14 +142,16 @@ def test_pushing_out_of_the_workspace_never_leaves_it(franky_sim):
     low, high = np.asarray(safety.workspace_low), np.asarray(safety.workspace_high)
     try:
         env.reset(seed=0)
-        for direction, n_steps in (([1, 0, 0], 40), ([0, -1, 0], 40), ([0, 0, -1], 40), ([-1, 1, 1], 80)):
-            observations, _ = run(env, np.r_[direction, -1.0], n_steps)
+        for direction in ([1, 0, 0], [0, -1, 0], [0, 0, -1], [-1, 1, 1]):
+            face = np.where(np.asarray(direction) > 0, high, low)
+            pushed = np.asarray(direction) != 0
+            at_face = lambda obs: np.all(np.abs(tcp(obs)[pushed] - face[pushed]) < 0.003)  # noqa: E731
+            observations, _ = run(env, np.r_[direction, -1.0], 200, until=at_face)
+            observations += run(env, np.r_[direction, -1.0], 15)[0]  # and keep pushing against it
             positions = np.array([tcp(obs) for obs in observations])
             assert np.all(positions >= low - 1e-3) and np.all(positions <= high + 1e-3), (direction, positions.min(0),
                                                                                           positions.max(0))
-            face = np.where(np.asarray(direction) > 0, high, low)
-            pushed = np.asarray(direction) != 0
-            np.testing.assert_allclose(positions[-1][pushed], face[pushed], atol=0.004)  # it did get there
+            assert at_face(observations[-1]), (direction, positions[-1])  # it did get there
     finally:
         env.close()
 
@@ -160,23 +164,26 @@ def test_rotation_actions_stay_within_the_rotation_limits(franky_sim):
         obs, _ = env.reset(seed=0)
         assert env.action_space.shape == (7,)
         reference = obs["state"]["tcp_pose"][3:]
-        observations, _ = run(env, [0, 0, 0, 1, 0, 1, -1], 100)  # about base x and base z at once
+        near_limits = lambda obs: np.all(  # noqa: E731
+            np.abs(rotation_error(obs["state"]["tcp_pose"][3:], reference))[[0, 2]] > [0.13, 0.17])
+        observations, _ = run(env, [0, 0, 0, 1, 0, 1, -1], 300, until=near_limits)  # about base x and base z at once
+        observations += run(env, [0, 0, 0, 1, 0, 1, -1], 15)[0]  # and keep pushing
         errors = np.array([rotation_error(o["state"]["tcp_pose"][3:], reference) for o in observations])
         assert np.all(np.abs(errors) <= np.asarray(safety.rotation_limit) + 0.01), np.abs(errors).max(0)
-        assert abs(errors[-1, 0]) > 0.13 and abs(errors[-1, 2]) > 0.17  # pushed to both limits (slowing near them)
+        assert near_limits(observations[-1])  # pushed to both limits (slowing near them)
     finally:
         env.close()
 
 
 def test_gripper_closes_and_opens_with_hysteresis(env):
     env.reset(seed=0)
-    observations, _ = run(env, [0, 0, 0, 1.0], 150)
-    closures = [o["state"]["gripper_pose"][0] for o in observations]
-    assert closures[-1] > 0.95 and closures[0] < closures[-1]
+    closure = lambda obs: obs["state"]["gripper_pose"][0]  # noqa: E731
+    observations, _ = run(env, [0, 0, 0, 1.0], 400, until=lambda obs: closure(obs) > 0.95)
+    assert closure(observations[-1]) > 0.95 and closure(observations[0]) < 0.5
     observations, _ = run(env, [0, 0, 0, 0.3], 25)  # inside the dead band: stays closed
-    assert observations[-1]["state"]["gripper_pose"][0] > 0.95
-    observations, _ = run(env, [0, 0, 0, -1.0], 150)
-    assert observations[-1]["state"]["gripper_pose"][0] < 0.05
+    assert closure(observations[-1]) > 0.95
+    observations, _ = run(env, [0, 0, 0, -1.0], 400, until=lambda obs: closure(obs) < 0.05)
+    assert closure(observations[-1]) < 0.05
 
 
 def test_a_stalled_actor_lets_the_arm_stop(env):
@@ -204,7 +211,7 @@ def test_a_reflex_is_recovered_and_ends_the_episode_cleanly(env, franky_sim):
         env.step(np.zeros(4, np.float32))
     obs, _ = env.reset(seed=0)  # the simulated controller rejects moves until recovered: this proves recovery
     observations, infos = run(env, [0, 1.0, 0, -1.0], 15)
-    assert tcp(observations[-1])[1] - tcp(obs)[1] > 0.01 and "robot_error" not in infos[-1]
+    assert tcp(observations[-1])[1] - tcp(obs)[1] > 0.005 and "robot_error" not in infos[-1]
 
 
 @pytest.mark.parametrize("wrench, reason", [("0 0 -40 0 0 0", "external force"), ("0 0 0 0 0 6", "external torque")])
@@ -260,7 +267,7 @@ def test_reach_task_succeeds_and_scores_distance(franky_sim):
     env = make_env(franky_sim, task=task)
     try:
         obs, _ = env.reset(seed=3)
-        for _ in range(100):
+        for _ in range(300):
             target = obs["state"]["target_pos"]
             obs, reward, terminated, truncated, info = env.step(np.r_[np.clip((target - tcp(obs)) * 40, -1, 1), -1.0])
             assert reward == pytest.approx(-np.linalg.norm(tcp(obs) - target), abs=1e-5)
@@ -279,7 +286,7 @@ def test_pose_threshold_task_runs_on_the_arm_alone(franky_sim):
         obs, _ = env.reset(seed=0)
         np.testing.assert_allclose(tcp(obs), target[:3] + [0, 0, 0.04], atol=2e-3)
         rewards = []
-        for _ in range(100):
+        for _ in range(300):
             obs, reward, terminated, _, info = env.step(np.r_[np.clip((target[:3] - tcp(obs)) * 40, -1, 1), -1.0])
             rewards.append(reward)
             if terminated:
@@ -410,7 +417,7 @@ def test_spacemouse_intervention_drives_the_arm(franky_sim):
         observations, infos = run(env, [-1.0, 0, 0, 1.0], 15)  # the policy wants -x and to close: overridden
         assert all(info["intervened"] for info in infos)
         np.testing.assert_allclose(infos[-1]["intervene_action"], [1, 0, 0, 0], atol=1e-6)
-        assert tcp(observations[-1])[0] - start[0] > 0.01 and observations[-1]["state"]["gripper_pose"][0] < 0.05
+        assert tcp(observations[-1])[0] - start[0] > 0.005 and observations[-1]["state"]["gripper_pose"][0] < 0.05
     finally:
         env.close()
 
