@@ -18,7 +18,9 @@ Episode ends: the task's success (terminated); a safety stop (external force or 
 limits: the arm is stopped, truncated, info["safety_stop"]); an arm error such as a reflex
 (recovered with libfranka's automatic recovery, truncated, info["robot_error"]). The actor never
 sees an exception from the arm during step(); reset() raises RobotError when the arm cannot be
-made ready. Every step's info has "success" and "control": {"period_ms", "missed_deadlines"}.
+made ready. Every step's info has "success" and "control": {"period_ms": the control period that
+just ended, "slack_ms": how long before its deadline the step was ready to sleep (the loop's
+headroom; negative: late), "missed_deadlines": count since the env was made}.
 What is and is not guaranteed: docs/robot.md.
 """
 from __future__ import annotations
@@ -285,7 +287,9 @@ class FrankaEnv(gym.Env):
         return self._observation(state), float(reward), success, True, info
 
     def _control_info(self, period: float | None) -> dict:
-        return {"period_ms": None if period is None else period * 1e3,
+        if period is None:  # the step ended early on an error
+            return {"period_ms": None, "slack_ms": None, "missed_deadlines": self._rate.missed_deadlines}
+        return {"period_ms": period * 1e3, "slack_ms": self._rate.last_slack * 1e3,
                 "missed_deadlines": self._rate.missed_deadlines}
 
     def _observation(self, state: ArmState) -> dict:

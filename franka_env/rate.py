@@ -27,9 +27,11 @@ class RateKeeper:
         self.period = float(period)
         self._clock, self._sleep = clock, sleep
         self._periods: deque[float] = deque(maxlen=window)
+        self._slacks: deque[float] = deque(maxlen=window)  # time left before each deadline (< 0: missed)
         self.missed_deadlines = 0
         self.ticks = 0
         self._deadline: float | None = None
+        self.last_slack = 0.0  # seconds the last wait() had left before its deadline (< 0: missed by that much)
         self._last_tick = 0.0
 
     def start(self) -> None:
@@ -42,6 +44,8 @@ class RateKeeper:
         if self._deadline is None:
             raise RuntimeError("RateKeeper.start() must be called before wait()")
         now = self._clock()
+        self.last_slack = self._deadline - now
+        self._slacks.append(self.last_slack)
         if now > self._deadline:
             self.missed_deadlines += 1
             self._deadline = now
@@ -56,12 +60,15 @@ class RateKeeper:
         return period
 
     def stats(self) -> dict:
-        """Periods (ms) over the last `window` ticks and the deadlines missed since construction."""
-        periods = np.asarray(self._periods) * 1e3
+        """Over the last `window` ticks: periods (ms), their jitter, and the slack (ms left before
+        each deadline when wait() was called: the loop's headroom; p1 is the tightest typical one).
+        Ticks and missed deadlines count since construction."""
+        periods, slacks = np.asarray(self._periods) * 1e3, np.asarray(self._slacks) * 1e3
         summary = {"ticks": self.ticks, "missed_deadlines": self.missed_deadlines, "target_period_ms": self.period * 1e3}
         if periods.size:
             jitter = np.abs(periods - self.period * 1e3)
             summary.update(period_ms_mean=float(periods.mean()), period_ms_p50=float(np.percentile(periods, 50)),
                            period_ms_p99=float(np.percentile(periods, 99)), period_ms_max=float(periods.max()),
-                           jitter_ms_p99=float(np.percentile(jitter, 99)))
+                           jitter_ms_p99=float(np.percentile(jitter, 99)), slack_ms_p50=float(np.percentile(slacks, 50)),
+                           slack_ms_p1=float(np.percentile(slacks, 1)))
         return summary

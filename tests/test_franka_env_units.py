@@ -54,6 +54,7 @@ def test_rate_keeper_sleeps_to_each_deadline_and_counts_missed_ones():
     rate.start()
     clock.now += 0.005  # the loop's own work
     assert rate.wait() == pytest.approx(0.02) and clock.sleeps[-1] == pytest.approx(0.015)
+    assert rate.last_slack == pytest.approx(0.015)
     clock.now += 0.03  # a slow policy: the deadline has passed
     assert rate.wait() == pytest.approx(0.03) and rate.missed_deadlines == 1
     assert len(clock.sleeps) == 1  # no sleep after a miss
@@ -62,6 +63,7 @@ def test_rate_keeper_sleeps_to_each_deadline_and_counts_missed_ones():
     stats = rate.stats()
     assert stats["ticks"] == 3 and stats["missed_deadlines"] == 1
     assert stats["period_ms_p50"] == pytest.approx(20.0) and stats["period_ms_max"] == pytest.approx(30.0)
+    assert stats["slack_ms_p50"] == pytest.approx(15.0) and stats["slack_ms_p1"] < -9.0  # the miss: 10 ms late
     rate.start()  # a new episode keeps the counters
     assert rate.stats()["missed_deadlines"] == 1
 
