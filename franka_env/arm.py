@@ -20,6 +20,7 @@ from franka_env.gripper import GripperController
 from franka_env.safety import SafetyConfig
 
 JOIN_POLL_S = 0.05  # blocking moves wait in slices this long so that Python signal handlers run
+STOP_TIMEOUT_S = 2.0  # a stopped motion ends within this (it only has to brake)
 
 
 class RobotError(RuntimeError):
@@ -143,7 +144,7 @@ class FrankaArm:
         except self.errors:
             pass  # nothing was running, or the connection is gone: nothing left to stop
         try:
-            self._robot.join_motion()
+            self._robot.join_motion(timeout=STOP_TIMEOUT_S)
         except self.errors:
             pass  # the stop preempts the motion with a ControlException: expected
 

@@ -225,6 +225,9 @@ class FrankaEnv(gym.Env):
         self._arm.move_joints(c.home_joints, c.reset_dynamics_factor, c.reset_timeout)
         home = self._arm.read().tcp_pose
         if self._reference_quat is None:
+            if np.any(home[:3] < self._low) or np.any(home[:3] > self._high):
+                raise ValueError(f"the TCP at home_joints, {np.round(home[:3], 3)} m, is outside the workspace "
+                                 f"{self.safety.workspace_low}..{self.safety.workspace_high}: change one of them")
             self._reference_quat = home[3:].copy()
         start = self._start_pose(self.task.reset(self.np_random, home.copy()))
         if not np.allclose(start, home, atol=1e-4):

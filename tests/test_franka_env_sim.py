@@ -351,13 +351,17 @@ def test_registered_envs_take_their_arguments_through_gym_make(franky_sim):
         gym.make("franka_env:FrankaPegInsertion-v0", robot_ip=franky_sim.ip, realtime_ignore=True)
 
 
-def test_clear_errors_for_a_missing_arm_and_unsafe_speeds(franky_sim):
+def test_clear_errors_for_a_missing_arm_unsafe_speeds_and_a_home_outside_the_workspace(franky_sim):
     with pytest.raises(RobotError, match="127.0.0.254"):
         FrankaEnv(ReachTask(), "127.0.0.254", realtime_ignore=True)
     with pytest.raises(ValueError, match="exceed the arm's limits"):
         make_env(franky_sim, control=ControlConfig(action_scale=0.5))
-    env = make_env(franky_sim)  # the refused env let go of the connection
-    env.close()
+    env = make_env(franky_sim, safety=SafetyConfig(workspace_low=(0.3, -0.25, 0.45)))  # home is at z = 0.40
+    try:  # (and the env refused above let go of the connection)
+        with pytest.raises(ValueError, match="outside the workspace"):
+            env.reset(seed=0)
+    finally:
+        env.close()
 
 
 class SwitchableCamera(Camera):
