@@ -132,6 +132,13 @@ class FrankaArm:
         target = franky.Affine(np.asarray(pose[:3], dtype=np.float64), np.asarray(pose[3:], dtype=np.float64))
         self._move_blocking(franky.CartesianMotion(target, relative_dynamics_factor=dynamics_factor), timeout)
 
+    def wait_until_still(self, timeout: float, speed: float = 0.002) -> None:
+        """After a move: waits (at most `timeout`) until the TCP moves slower than `speed` (m/s).
+        A motion ends when its *commanded* trajectory does; the arm follows a few ms later."""
+        deadline = time.monotonic() + timeout
+        while np.linalg.norm(self.read().tcp_vel[:3]) > speed and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     def settle(self, timeout: float) -> None:
         """Waits for the running motion (a held velocity command) to end; stops it past `timeout`."""
         if not self._join(timeout):

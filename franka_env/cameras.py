@@ -147,7 +147,8 @@ def fit_image(image: np.ndarray, size: tuple[int, int], crop: Crop | None = None
         raise CameraError(f"expected an (H, W, 3) uint8 image, got {image.dtype} {image.shape}")
     if crop is not None:
         top, left, height, width = crop
-        if top < 0 or left < 0 or height < 1 or width < 1 or top + height > image.shape[0] or left + width > image.shape[1]:
+        fits = top >= 0 and left >= 0 and top + height <= image.shape[0] and left + width <= image.shape[1]
+        if not fits or height < 1 or width < 1:
             raise CameraError(f"crop {crop} (top, left, height, width) does not fit a {image.shape[:2]} frame")
         image = image[top:top + height, left:left + width]
     if image.shape[:2] == tuple(size):
@@ -171,7 +172,8 @@ class CameraRig:
             raise ValueError(f"size must be (height, width) >= 1, got {size}")
         if not max_age > 0:
             raise ValueError(f"max_age must be positive, got {max_age}")
-        self.cameras, self.size, self.crops, self.max_age, self._clock = list(cameras), tuple(size), crops, max_age, clock
+        self.cameras, self.size, self.crops = list(cameras), tuple(size), crops
+        self.max_age, self._clock = max_age, clock
 
     @property
     def observation_space(self) -> spaces.Dict:

@@ -108,7 +108,8 @@ class FrankaEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, task: Task, robot_ip: str, *, control: ControlConfig = ControlConfig(),
-                 safety: SafetyConfig = SafetyConfig(), cameras: CameraRig | None = None, realtime_ignore: bool = False):
+                 safety: SafetyConfig = SafetyConfig(), cameras: CameraRig | None = None,
+                 realtime_ignore: bool = False):
         self.task, self.control, self.safety, self.cameras = task, control, safety, cameras
         self._low, self._high = np.asarray(safety.workspace_low), np.asarray(safety.workspace_high)
         n_action = 7 if control.rotation_scale is not None else 4
@@ -163,11 +164,8 @@ class FrankaEnv(gym.Env):
         if not self._ready:
             raise RuntimeError("call reset() first: the episode has not started or has ended")
         action = np.clip(action, -1.0, 1.0)
-        stop_reason = None
         try:
-            if self._arm.force_stop.is_set():
-                stop_reason = f"external force above {self.safety.max_force} N"
-            else:
+            if not self._arm.force_stop.is_set():  # the force reaction stopped the arm: do not move it again
                 state = self._arm.read()
                 self._arm.command_velocity(self._twist(action, state), self.control.command_timeout,
                                            self.control.dynamics_factor)
@@ -178,7 +176,7 @@ class FrankaEnv(gym.Env):
         except (*self._arm.errors, GripperError) as error:
             return self._end_on_error(error)
         self._last_state = state
-        stop_reason = stop_reason or self._limit_exceeded(state)
+        stop_reason = self._limit_exceeded(state)
         if stop_reason is not None:
             self._arm.stop()
         observation = self._observation(state)
@@ -233,6 +231,7 @@ class FrankaEnv(gym.Env):
         if not np.allclose(start, home, atol=1e-4):
             self._arm.move_to_pose(start, c.reset_dynamics_factor, c.reset_timeout)
         self._arm.gripper.wait_until_applied(GRIPPER_TIMEOUT_S)
+        self._arm.wait_until_still(timeout=1.0)
         self._hold_quat = start[3:]
 
     def _start_pose(self, task_pose) -> np.ndarray:
@@ -261,14 +260,18 @@ class FrankaEnv(gym.Env):
             if rate > ORIENTATION_HOLD_MAX_RATE:
                 angular *= ORIENTATION_HOLD_MAX_RATE / rate
         linear_braking, angular_braking = self._braking
-        linear = clip_linear_velocity(state.tcp_pose[:3], linear, self._low, self._high, c.command_timeout, linear_braking)
+        linear = clip_linear_velocity(state.tcp_pose[:3], linear, self._low, self._high, c.command_timeout,
+                                      linear_braking)
         angular = clip_angular_velocity(state.tcp_pose[3:], self._reference_quat, angular, self.safety.rotation_limit,
                                         c.command_timeout, angular_braking)
         return np.concatenate([linear, angular])
 
     def _limit_exceeded(self, state: ArmState) -> str | None:
         force, torque = np.linalg.norm(state.wrench[:3]), np.linalg.norm(state.wrench[3:])
-        if self._arm.force_stop.is_set() or force > self.safety.max_force:
+        if self._arm.force_stop.is_set():
+            return (f"external force above {self.safety.max_force} N: stopped in the real-time loop "
+                    f"(now {force:.1f} N)")
+        if force > self.safety.max_force:
             return f"external force {force:.1f} N above {self.safety.max_force} N"
         if torque > self.safety.max_torque:
             return f"external torque {torque:.2f} Nm above {self.safety.max_torque} Nm"

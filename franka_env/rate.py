@@ -64,11 +64,12 @@ class RateKeeper:
         each deadline when wait() was called: the loop's headroom; p1 is the tightest typical one).
         Ticks and missed deadlines count since construction."""
         periods, slacks = np.asarray(self._periods) * 1e3, np.asarray(self._slacks) * 1e3
-        summary = {"ticks": self.ticks, "missed_deadlines": self.missed_deadlines, "target_period_ms": self.period * 1e3}
+        summary = {"ticks": self.ticks, "missed_deadlines": self.missed_deadlines,
+                   "target_period_ms": self.period * 1e3}
         if periods.size:
             jitter = np.abs(periods - self.period * 1e3)
             summary.update(period_ms_mean=float(periods.mean()), period_ms_p50=float(np.percentile(periods, 50)),
                            period_ms_p99=float(np.percentile(periods, 99)), period_ms_max=float(periods.max()),
-                           jitter_ms_p99=float(np.percentile(jitter, 99)), slack_ms_p50=float(np.percentile(slacks, 50)),
-                           slack_ms_p1=float(np.percentile(slacks, 1)))
+                           jitter_ms_p99=float(np.percentile(jitter, 99)),
+                           slack_ms_p50=float(np.percentile(slacks, 50)), slack_ms_p1=float(np.percentile(slacks, 1)))
         return summary

@@ -54,7 +54,8 @@ class ReachTask(Task):
 
     def __init__(self, target_low=(0.40, -0.10, 0.25), target_high=(0.56, 0.10, 0.40), success_distance: float = 0.02):
         self.target_low, self.target_high = np.asarray(target_low, float), np.asarray(target_high, float)
-        if self.target_low.shape != (3,) or self.target_high.shape != (3,) or np.any(self.target_low > self.target_high):
+        low, high = self.target_low, self.target_high
+        if low.shape != (3,) or high.shape != (3,) or np.any(low > high):
             raise ValueError(f"target_low must be 3 values <= target_high, got {target_low} and {target_high}")
         if not success_distance > 0:
             raise ValueError(f"success_distance must be positive, got {success_distance}")
@@ -104,5 +105,6 @@ class PoseThresholdTask(Task):
     def evaluate(self, state):
         position_error = np.abs(state.tcp_pose[:3] - self.target_pose[:3])
         angle_error = np.abs(rotation_error(state.tcp_pose[3:], self.target_pose[3:]))
-        success = bool(np.all(position_error <= self.position_threshold) and np.all(angle_error <= self.rotation_threshold))
+        success = bool(np.all(position_error <= self.position_threshold)
+                       and np.all(angle_error <= self.rotation_threshold))
         return float(success), success
