@@ -57,9 +57,10 @@ class SpaceMouse:
                 self._device = pyspacemouse.open(axis_convention=convention)
             else:
                 self._device = pyspacemouse.open_by_path(path, axis_convention=convention)
-        except RuntimeError as error:
-            raise RuntimeError(f"SpaceMouse not found ({error}): plug it in and check that your user can read "
-                               "/dev/hidraw* (a udev rule)") from error
+        except (RuntimeError, FileNotFoundError) as error:
+            raise RuntimeError(f"SpaceMouse not found ({error}): check that it is plugged in, that the hidapi library "
+                               "is installed (Debian/Ubuntu: sudo apt-get install libhidapi-dev) and that your user "
+                               "can read /dev/hidraw* (a udev rule)") from error
 
     def read(self) -> TeleopReading:
         s = self._device.read()

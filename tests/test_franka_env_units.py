@@ -390,6 +390,18 @@ def test_optional_device_libraries_fail_with_install_hints(monkeypatch):
 
 
 # -- teleoperation --------------------------------------------------------------------------------
+def test_spacemouse_without_a_device_is_a_clear_error():
+    """The real pyspacemouse (robot-test extra) where no SpaceMouse is plugged in, as on CI."""
+    try:
+        device = SpaceMouse()
+    except RuntimeError as error:
+        assert "hidapi" in str(error) and "/dev/hidraw" in str(error)
+    else:  # a machine with a SpaceMouse: opening it is the right outcome
+        device.close()
+    with pytest.raises(RuntimeError, match="SpaceMouse not found.*does not exist"):
+        SpaceMouse(path="/nonexistent/hidraw0")
+
+
 class RecordingEnv(gym.Env):
     """Stands in for FrankaEnv: records the actions it is given."""
 
