@@ -5,7 +5,8 @@ Started by the `franky_sim` fixture (tests/conftest.py); by hand:
 
     python tests/franky_sim_server.py      prints "Connect to the server using 'IP' ..." when ready
 
-Commands, one per line on stdin, each acknowledged with "ok <command>" on stdout:
+Commands, one per line on stdin, each acknowledged with "ok <command>" on stdout (the end of stdin,
+e.g. a test session that was killed, stops the server):
     reflex                          abort the running motion the way the arm's cartesian reflex does:
                                     Move reply kReflexAborted, then robot mode Reflex with the
                                     cartesian_reflex error flag until automatic error recovery;
@@ -80,7 +81,8 @@ class FaultInjectingRobotServer(franka_robot_server.FrankaRobotServer):
         return state
 
 
-def read_commands(server: FaultInjectingRobotServer) -> None:
+def read_commands(server: FaultInjectingRobotServer, simulation: franky_sim.SimulationServer) -> None:
+    """Applies the commands on stdin; its end (the test session is over, or died) stops the server."""
     for line in sys.stdin:
         words = line.split()
         if words == ["reflex"]:
@@ -91,6 +93,7 @@ def read_commands(server: FaultInjectingRobotServer) -> None:
             print(f"error: unknown command {line.strip()!r}", flush=True)
             continue
         print(f"ok {line.strip()}", flush=True)
+    simulation.running = False
 
 
 def main() -> None:
@@ -100,7 +103,7 @@ def main() -> None:
     with MujocoSimulator() as sim:
         robot = sim.add_robot()
         with franky_sim.SimulationServer(sim) as server:
-            threading.Thread(target=read_commands, args=(server.robot_servers[0],), daemon=True).start()
+            threading.Thread(target=read_commands, args=(server.robot_servers[0], server), daemon=True).start()
             print(f"Connect to the server using '{robot.hostname}' as the robot IP address", flush=True)
             server.run_forever()
 
