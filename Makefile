@@ -3,7 +3,8 @@
 #   make test    the test suite (what CI runs)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,rlds
+# robot-test: franky + franky-sim, so the robot tests drive a simulated arm through libfranka's protocol.
+EXTRAS ?= dev,rlds,robot-test
 
 .PHONY: train test install
 

@@ -1,4 +1,5 @@
-"""One install for the whole toolkit: the `serl_launcher` library and the `franka_sim` environments.
+"""One install for the whole toolkit: the `serl_launcher` library, the `franka_sim` environments and
+`franka_env`, the real Franka robot (its hardware libraries are the `robot` extra).
 
 Versions are pinned to a set tested together on a 2-core CPU machine (Python 3.11).
 """
@@ -30,15 +31,23 @@ EXTRAS = {
     # TensorFlow Datasets: only for the RLDS compatibility tests; our reader/writer never needs it.
     "rlds": ["tensorflow-cpu==2.21.0", "tensorflow-datasets==4.9.10"],
     "envs": ["dm-control==1.0.50", "gymnasium[box2d]==1.4.0"],
+    # A real Franka arm (franky-control: libfranka inside the wheel) and the SpaceMouse (pyspacemouse also
+    # needs the hidapi C library at run time: apt-get install libhidapi-dev).
+    "robot": ["franky-control==2.0.0", "websockets==17.4", "pyspacemouse==2.1.0"],
+    # The robot tests: franky against franky-sim, a MuJoCo FR3 serving the libfranka protocol on loopback
+    # (it needs pinocchio, `pin`, and its compiled dependencies, pinned as tested), and pyspacemouse, which
+    # installs without hidapi and is tested for its errors without a device.
+    "robot-test": ["franky-control==2.0.0", "websockets==17.4", "franky-sim==1.0.4", "pin==4.1.0", "coal==3.0.3",
+                   "eigenpy==3.13.0", "pyspacemouse==2.1.0"],
 }
 
 setup(
     name="serl-jax",
     version="0.1.0",
     description="Sample-efficient robot reinforcement learning in JAX: asynchronous SAC learner/actor, "
-    "ZeroMQ transport and MuJoCo Franka environments.",
+    "ZeroMQ transport, MuJoCo Franka environments and the real Franka robot.",
     python_requires=">=3.10",
-    packages=find_packages(include=["serl_launcher*", "franka_sim*"]),
+    packages=find_packages(include=["serl_launcher*", "franka_sim*", "franka_env*"]),
     package_data={"franka_sim": ["assets/*.xml"]},
     install_requires=CORE,
     extras_require=EXTRAS,
