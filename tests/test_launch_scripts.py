@@ -44,7 +44,7 @@ def test_the_two_machine_scripts_throttle_without_telling_the_actor(tmp_path):
     rows = [row for row in read_jsonl(str(tmp_path / "metrics.jsonl")) if "learner/step" in row]
     assert rows and rows[-1]["env_steps"] == 600
     for row in rows:  # UTD 1 with 2 critic steps per update: env steps <= starts + critic steps + slack
-        assert row["env_steps"] <= 100 + 2 * row["learner/step"] + THROTTLE_SLACK_STEPS + 60, row
+        assert row["env_steps"] <= 100 + 2 * row["learner/step"] + THROTTLE_SLACK_STEPS, row
         assert row["learner/target_utd"] == 1.0
 
 

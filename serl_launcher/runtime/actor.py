@@ -69,11 +69,13 @@ class ActorLink:
         self.allowed = threading.Event()
         self.allowed.set()
         self.fatal: Optional[Exception] = None
-        self._throttled = False  # what the learner last said
+        self._budget = None  # env steps the learner last allowed (None: unthrottled)
+        self._budget_lock = threading.Lock()
         self._stats = queue.Queue(maxsize=MAX_QUEUED_STATS)
         self._closing = threading.Event()
         self._warnings = {kind: ThrottledLog(logger, interval_s=10.0, burst=1)
                           for kind in ("stats", "refused", "unreachable")}
+        self._throttled_at_start = self._poll_status()  # before the first step: no unthrottled burst
         self._thread = threading.Thread(target=self._run, name="actor-link", daemon=True)
         self._thread.start()
 
@@ -92,7 +94,8 @@ class ActorLink:
             time.sleep(0.1)
 
     def _run(self) -> None:
-        next_status = 0.0
+        next_status = time.monotonic() + (STATUS_PERIOD_THROTTLED_S if self._throttled_at_start
+                                          else STATUS_PERIOD_FREE_S)
         while not self._closing.is_set():
             try:
                 self._flush()
@@ -121,23 +124,30 @@ class ActorLink:
             self._stats.get_nowait()
         return bool(delivered)
 
-    def _poll_status(self) -> bool:
-        """Ask the learner whether to pause; True while it throttles.
+    def take_step(self) -> None:
+        """The control loop took one env step: count it against the learner's budget (no network)."""
+        with self._budget_lock:
+            if self._budget is not None:
+                self._budget -= 1
+                if self._budget <= 0:
+                    self.allowed.clear()
 
-        Unreachable: a learner that throttles is waited for (a simulated actor would otherwise run
-        away from it); one that does not throttle (a robot's) is not: the actor acts on, data queues.
+    def _poll_status(self) -> bool:
+        """Ask the learner how many more steps to take; True while it throttles.
+
+        Unreachable: the last budget stands, so an actor a learner throttles pauses when it runs out
+        (a simulated actor would otherwise run away); one that does not throttle (a robot's) acts
+        on, its data queueing.
         """
-        reply = self._request(STATUS, {})
-        if isinstance(reply, dict):
-            self._throttled = bool(reply.get("throttled"))
-            wait = bool(reply.get("wait"))
-        else:
-            wait = self._throttled
-        if wait:
-            self.allowed.clear()
-        else:
-            self.allowed.set()
-        return self._throttled
+        reply = self._request(STATUS, {"pending": int(self._client.stats()["pending"])})
+        with self._budget_lock:
+            if isinstance(reply, dict) and "budget" in reply:
+                self._budget = reply["budget"]
+            if self._budget is None or self._budget > 0:
+                self.allowed.set()
+            else:
+                self.allowed.clear()
+            return self._budget is not None
 
     def _request(self, request_type: str, payload):
         """The reply, or None if the learner could not be reached (or refused the request: logged)."""
@@ -157,7 +167,7 @@ class ActorLink:
         return reply
 
     def _unreachable_policy(self) -> str:
-        if self._throttled:
+        if self._budget is not None:
             return "pausing until it is back (it throttles actors: --target_utd); Ctrl-C stops"
         return "acting on, transitions queue"
 
@@ -231,6 +241,7 @@ class _ActorLoop:
                                     "masks": 1.0 - float(terminated), "dones": bool(terminated or truncated),
                                     INTERVENED: intervened})
             self.step += 1
+            self.link.take_step()
             episode.add(float(reward), info, intervened)
             observation = next_observation
             if terminated or truncated:

@@ -3,8 +3,10 @@
 Requests (TrainerConfig.request_types):
     "send-stats"      actor -> learner: episode / evaluation statistics, one flat or nested dict of
                       numbers (SERL sends {"eval": {...}}); each becomes one metrics row.
-    "learner-status"  actor -> learner: may I keep acting? The learner is the single source of truth
-                      for throttling (its target_utd): actors never decide it themselves.
+    "learner-status"  actor -> learner, with {"pending": transitions it holds unsent}: how many more
+                      env steps may I take? The learner is the single source of truth for throttling
+                      (its target_utd); it answers with a step budget the actor counts down locally,
+                      so the actor pauses exactly when the budget runs out, between two questions.
 Data stores: actors send transitions to "actor_env" (SERL's name). A transition may carry an
 "intervened" flag (a person took over, e.g. with a SpaceMouse): the learner also puts it in the
 demo buffer.
@@ -41,12 +43,17 @@ class LearnerStatus:
         self._stats = collections.deque(maxlen=MAX_QUEUED_STATS)
         self._lock = threading.Lock()
 
+    def step_budget(self, pending: int = 0):
+        """Env steps an actor holding `pending` unsent transitions may still take before the learner's
+        critic steps fall below `target_utd` per env step (plus a slack); None: unthrottled."""
+        if self.target_utd <= 0:
+            return None
+        allowed = self.training_starts + self.critic_steps / self.target_utd + THROTTLE_SLACK_STEPS
+        return max(0, int(allowed) - self.env_steps - pending)
+
     def should_wait(self) -> bool:
         """True while actors are ahead of `target_utd` critic steps per env step (never when it is 0)."""
-        if self.target_utd <= 0:
-            return False
-        allowed = self.training_starts + self.critic_steps / self.target_utd + THROTTLE_SLACK_STEPS
-        return self.env_steps >= allowed
+        return self.step_budget() == 0
 
     def handle_request(self, request_type: str, payload):
         """TrainerServer's request_callback."""
@@ -58,7 +65,11 @@ class LearnerStatus:
                 self._stats.append(row)
             return {"ok": True}
         if request_type == STATUS:
-            return {"wait": self.should_wait(), "throttled": self.target_utd > 0,
+            pending = payload.get("pending", 0) if isinstance(payload, dict) else 0
+            if isinstance(pending, bool) or not isinstance(pending, int) or not 0 <= pending < 2**31:
+                raise ValueError(f"learner-status: pending must be an int in [0, 2**31), got {pending!r}")
+            budget = self.step_budget(pending)
+            return {"budget": budget, "wait": budget == 0, "throttled": budget is not None,
                     "learner_step": self.learner_step, "env_steps": self.env_steps}
         raise ValueError(f"unknown request type {request_type!r}")
 
