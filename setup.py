@@ -33,12 +33,12 @@ EXTRAS = {
     "envs": ["dm-control==1.0.50", "gymnasium[box2d]==1.4.0"],
     # A real Franka arm (franky-control: libfranka inside the wheel) and the SpaceMouse (pyspacemouse also
     # needs the hidapi C library at run time: apt-get install libhidapi-dev).
-    "robot": ["franky-control==2.0.0", "websockets==17.4", "pyspacemouse==2.1.0"],
+    "robot": ["franky-control==2.0.0", "websockets==17.4", "pyspacemouse==2.1.0", "scipy==1.17.1"],
     # The robot tests: franky against franky-sim, a MuJoCo FR3 serving the libfranka protocol on loopback
     # (it needs pinocchio, `pin`, and its compiled dependencies, pinned as tested), and pyspacemouse, which
     # installs without hidapi and is tested for its errors without a device.
     "robot-test": ["franky-control==2.0.0", "websockets==17.4", "franky-sim==1.0.4", "pin==4.1.0", "coal==3.0.3",
-                   "eigenpy==3.13.0", "pyspacemouse==2.1.0"],
+                   "eigenpy==3.13.0", "pyspacemouse==2.1.0", "scipy==1.17.1"],
 }
 
 setup(

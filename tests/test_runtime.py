@@ -298,6 +298,43 @@ def test_learner_and_actor_train_over_curve_keys(tmp_path):
     actor_keys = {"server_public_key": str(directory / "learner.key"),
                   "client_secret_key": str(directory / "actor1.key_secret")}
     config = LearnerConfig(batch_size=16, utd_ratio=2, training_starts=50, log_period=5, target_utd=0.5)
-    results, rows, _ = _train(tmp_path, config, ActorConfig(max_steps=150, random_steps=50, eval_period=0),
+    # 250 steps: beyond the learner's first budget (50 + slack 100), so the actor needs its updates.
+    results, rows, _ = _train(tmp_path, config, ActorConfig(max_steps=250, random_steps=50, eval_period=0),
                               learner_keys=learner_keys, actor_keys=actor_keys)
-    assert results["learner"].env_steps == 150 and rows.having("learner/step")
+    assert results["learner"].env_steps == 250 and results["learner"].learner_step >= 25
+    assert rows.having("learner/step")
+
+
+def test_the_learner_says_loudly_when_actors_ignore_its_throttle(caplog):
+    """An actor that never asks (a hand-made client) floods a throttling learner: a warning, not silence."""
+    env = make_env(ENV)
+    port, broadcast = free_ports(2)
+    trainer_config = make_trainer_config(port, broadcast, bind_address="127.0.0.1")
+    stop, rows = threading.Event(), Rows()
+    config = LearnerConfig(batch_size=16, utd_ratio=2, training_starts=100, target_utd=4.0, log_period=1)
+    thread = threading.Thread(target=run_learner, args=(config, _agent(env), env.observation_space,
+                                                       env.action_space, trainer_config, rows, stop))
+    thread.start()
+    from serl_launcher.transport import TrainerClient
+
+    store = QueuedDataStore(5000)
+    client = TrainerClient("actor_env", "127.0.0.1", trainer_config, store, wait_for_server=True)
+    observation, _ = env.reset(seed=0)
+    try:
+        for _ in range(3000):  # as fast as it can, never asking "learner-status"
+            action = env.action_space.sample()
+            next_observation, reward, terminated, truncated, _ = env.step(action)
+            store.insert({"observations": observation, "actions": action, "next_observations": next_observation,
+                          "rewards": reward, "masks": 1.0 - terminated, "dones": terminated or truncated})
+            observation = env.reset()[0] if terminated or truncated else next_observation
+            if len(store) % 100 == 0:
+                client.update()
+        client.update()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any("far below --target_utd" in r.message for r in caplog.records):
+            time.sleep(0.2)
+    finally:
+        client.stop()
+        stop.set()
+        thread.join(timeout=60)
+    assert any("far below --target_utd 4" in record.message for record in caplog.records)

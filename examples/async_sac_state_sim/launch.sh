@@ -37,9 +37,11 @@ if [ -z "${NO_TMUX:-}" ] && command -v tmux >/dev/null && { [ -n "${TMUX:-}" ] |
     exec tmux attach -t "$session"
 fi
 
-"$here/run_learner.sh" "${flags[@]}" >"$RUN_DIR/learner.log" 2>&1 &
+# Each in a session of its own: Ctrl-C in this terminal reaches only this script, which forwards
+# exactly one stop signal (a second one makes a process abort without its final checkpoint).
+setsid "$here/run_learner.sh" "${flags[@]}" >"$RUN_DIR/learner.log" 2>&1 &
 learner=$!
-(sleep 2; exec "$here/run_actor.sh" "${flags[@]}") >"$RUN_DIR/actor.log" 2>&1 &
+setsid bash -c 'sleep 2; exec "$0" "$@"' "$here/run_actor.sh" "${flags[@]}" >"$RUN_DIR/actor.log" 2>&1 &
 actor=$!
 stop() {
     kill -INT "$actor" "$learner" 2>/dev/null || true

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
+from serl_launcher.common.throttled_log import ThrottledLog
 from serl_launcher.data.demo_mixing import MixedSampler
 from serl_launcher.data.image_replay_buffer import ImageReplayBuffer, image_leaves_of
 from serl_launcher.data.prefetch import PrefetchIterator
@@ -34,7 +35,8 @@ from serl_launcher.utils.checkpoints import AgentCheckpointer
 logger = logging.getLogger(__name__)
 STATE_BUFFER_CAPACITY = 1_000_000  # replay_buffer_capacity=None: ~110 MB of PandaPickCube transitions
 IMAGE_BUFFER_CAPACITY = 50_000  # ~5 GB with two 128x128 RGB cameras (frames stored once)
-UTD_DRIFT_WARNING = 0.5  # warn when the real UTD of a log window falls below this fraction of the target
+UTD_DRIFT_WARNING = 0.5  # warn when the real UTD since training began falls below this fraction of the target
+UTD_DRIFT_MIN_ENV_STEPS = 1000  # ... once that many env steps came in since then (short windows are bursty)
 
 
 @dataclasses.dataclass
@@ -188,7 +190,9 @@ class _Loop:
         self._env_steps_before = env_steps_before
         self._nonfinite = jnp.zeros((), jnp.float32)  # summed on the device: no sync per update
         self._reported_nonfinite = 0
-        self._window = (time.monotonic(), status.learner_step, status.critic_steps, status.env_steps)
+        self._training_start = (status.critic_steps, status.env_steps)
+        self._utd_warnings = ThrottledLog(logger, interval_s=60.0, burst=1)
+        self._window = (time.monotonic(), status.learner_step)
         self._saved_step = status.learner_step  # the final checkpoint is written only if training moved on
 
     def env_steps(self) -> int:
@@ -201,7 +205,8 @@ class _Loop:
         cfg, status = self.config, self.status
         logger.info("training: updates of %d critic steps x %d transitions, then one actor step", cfg.utd_ratio,
                     cfg.batch_size)
-        self._window = (time.monotonic(), status.learner_step, status.critic_steps, status.env_steps)
+        self._window = (time.monotonic(), status.learner_step)
+        self._training_start = (status.critic_steps, status.env_steps)
         info, reported = None, status.learner_step
         while status.learner_step < cfg.max_steps and not self.stop.is_set():
             self.agent, info = self.agent.update_high_utd(next(batches), utd_ratio=cfg.utd_ratio)
@@ -221,9 +226,8 @@ class _Loop:
     def _report(self, info: dict) -> None:
         status, cfg = self.status, self.config
         now = time.monotonic()
-        last_time, last_step, last_critic, last_env = self._window
-        self._window = (now, status.learner_step, status.critic_steps, status.env_steps)
-        window_utd = (status.critic_steps - last_critic) / max(1, status.env_steps - last_env)
+        last_time, last_step = self._window
+        self._window = (now, status.learner_step)
         metrics = {f"learner/{key}": float(value) for key, value in jax.device_get(info).items()}
         metrics.pop("learner/nonfinite_update")
         nonfinite = self.nonfinite_updates()
@@ -239,12 +243,21 @@ class _Loop:
             "learner/nonfinite_updates": nonfinite,
             "learner/dropped_stats": status.dropped_stats,
         })
-        if cfg.target_utd > 0 and status.env_steps - last_env > 0 and window_utd < UTD_DRIFT_WARNING * cfg.target_utd:
-            logger.warning("real UTD %.2g over the last %d env steps is far below --target_utd %g: actors are "
-                           "not being throttled (do they ask this learner? is the learner overloaded?)",
-                           window_utd, status.env_steps - last_env, cfg.target_utd)
+        self._warn_if_utd_drifts()
         self._report_actor_rows()
         self.progress_fn(self.env_steps(), metrics)
+
+    def _warn_if_utd_drifts(self) -> None:
+        """Loudly, when actors deliver far more data than target_utd allows (they are not throttled)."""
+        critic_start, env_start = self._training_start
+        env_steps = self.status.env_steps - env_start
+        if self.config.target_utd <= 0 or env_steps < UTD_DRIFT_MIN_ENV_STEPS:
+            return
+        utd = (self.status.critic_steps - critic_start) / env_steps
+        if utd < UTD_DRIFT_WARNING * self.config.target_utd:
+            self._utd_warnings.log(logging.WARNING, "real UTD %.2g over the %d env steps since training began is far "
+                                   "below --target_utd %g: actors are not being throttled (do they ask this learner? "
+                                   "another learner on the same ports?)", utd, env_steps, self.config.target_utd)
 
     def _report_actor_rows(self) -> None:
         for row in self.status.pop_stats():
