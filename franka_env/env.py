@@ -112,15 +112,7 @@ class FrankaEnv(gym.Env):
                  realtime_ignore: bool = False):
         self.task, self.control, self.safety, self.cameras = task, control, safety, cameras
         self._low, self._high = np.asarray(safety.workspace_low), np.asarray(safety.workspace_high)
-        n_action = 7 if control.rotation_scale is not None else 4
-        self.action_space = spaces.Box(-1.0, 1.0, shape=(n_action,), dtype=np.float32)
-        vec = lambda n: spaces.Box(-np.inf, np.inf, shape=(n,), dtype=np.float32)  # noqa: E731
-        state = {"tcp_pose": vec(7), "tcp_vel": vec(6), "gripper_pose": vec(1), "tcp_force": vec(3),
-                 "tcp_torque": vec(3), **task.observation_space}
-        observation = {"state": spaces.Dict(state)}
-        if cameras is not None:
-            observation["images"] = cameras.observation_space
-        self.observation_space = spaces.Dict(observation)
+        self.observation_space, self.action_space = self.spaces(task, control, cameras)
 
         self._arm = FrankaArm(robot_ip, safety, realtime_ignore=realtime_ignore,
                               gripper_speed=control.gripper_speed, gripper_force=control.gripper_force)
@@ -138,6 +130,20 @@ class FrankaEnv(gym.Env):
         self._last_state: ArmState | None = None
         self._ready = False  # False until reset() and after an episode ended
         self._closed = False
+
+    @staticmethod
+    def spaces(task: Task, control: ControlConfig = ControlConfig(),
+               cameras: CameraRig | None = None) -> tuple[spaces.Dict, spaces.Box]:
+        """(observation_space, action_space) of an env with this task and settings, without an arm:
+        what a learner on another machine needs to build its agent and replay buffer."""
+        n_action = 7 if control.rotation_scale is not None else 4
+        vec = lambda n: spaces.Box(-np.inf, np.inf, shape=(n,), dtype=np.float32)  # noqa: E731
+        state = {"tcp_pose": vec(7), "tcp_vel": vec(6), "gripper_pose": vec(1), "tcp_force": vec(3),
+                 "tcp_torque": vec(3), **task.observation_space}
+        observation = {"state": spaces.Dict(state)}
+        if cameras is not None:
+            observation["images"] = cameras.observation_space
+        return spaces.Dict(observation), spaces.Box(-1.0, 1.0, shape=(n_action,), dtype=np.float32)
 
     # -- gymnasium API -------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):

@@ -337,6 +337,19 @@ def test_gymnasium_check_env_passes(franky_sim):
     env.close()
 
 
+def test_a_learner_gets_the_agents_spaces_without_an_arm(franky_sim):
+    """The robot example's learner builds its agent from reach_spaces(): they must be the actor's."""
+    from franka_env.envs import reach_spaces
+    from serl_launcher.utils.launcher import agent_spaces, make_env
+
+    env = make_env("franka_env:FrankaReach-v0", robot_ip=franky_sim.ip, realtime_ignore=True)
+    try:
+        assert agent_spaces(*reach_spaces()) == (env.observation_space, env.action_space)
+        assert env.observation_space.shape == (23,)  # the state dict, flattened as for SAC
+    finally:
+        env.close()
+
+
 def test_registered_envs_take_their_arguments_through_gym_make(franky_sim):
     target = np.r_[HOME_TCP[:3, 3], Rotation.from_matrix(HOME_TCP[:3, :3]).as_quat()]
     env = gym.make("franka_env:FrankaPegInsertion-v0", robot_ip=franky_sim.ip, target_pose=target, realtime_ignore=True,

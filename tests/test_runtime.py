@@ -217,6 +217,9 @@ class _OfflineLink:
     def take_step(self):
         pass
 
+    def unsent(self):
+        return 0
+
 
 def test_the_actor_stores_the_executed_action_and_flags_interventions():
     env = make_env(ENV, seed=0)

@@ -16,7 +16,7 @@ flags=(--run_dir "$RUN_DIR" "$@")
 quoted=$(printf '%q ' "${flags[@]}")
 # tmux panes start from the tmux server's environment, not this shell's: pass the settings along.
 settings=""
-for var in PYTHON TARGET_UTD DEMOS WANDB_MODE MUJOCO_GL; do
+for var in PYTHON TARGET_UTD DEMOS EXAMPLE WANDB_MODE MUJOCO_GL; do
     [ -n "${!var+x}" ] && settings+="$var=$(printf '%q' "${!var}") "
 done
 learner_cmd="$settings$here/run_learner.sh $quoted"

@@ -124,6 +124,10 @@ class ActorLink:
             self._stats.get_nowait()
         return bool(delivered)
 
+    def unsent(self) -> int:
+        """Transitions queued here that the learner has not acknowledged yet."""
+        return int(self._client.stats()["pending"])
+
     def take_step(self) -> None:
         """The control loop took one env step: count it against the learner's budget (no network)."""
         with self._budget_lock:
@@ -139,7 +143,7 @@ class ActorLink:
         (a simulated actor would otherwise run away); one that does not throttle (a robot's) acts
         on, its data queueing.
         """
-        reply = self._request(STATUS, {"pending": int(self._client.stats()["pending"])})
+        reply = self._request(STATUS, {"pending": self.unsent()})
         with self._budget_lock:
             if isinstance(reply, dict) and "budget" in reply:
                 self._budget = reply["budget"]
@@ -223,6 +227,7 @@ class _ActorLoop:
         self._key = jax.random.PRNGKey(config.seed)
         self._next_eval = config.eval_period
         self._evaluations = 0
+        self._control = _ControlStats()
         self._window = (time.monotonic(), 0)
 
     def run(self) -> None:
@@ -243,6 +248,7 @@ class _ActorLoop:
             self.step += 1
             self.link.take_step()
             episode.add(float(reward), info, intervened)
+            self._control.add(info.get("control"))
             observation = next_observation
             if terminated or truncated:
                 self._report(episode.row())
@@ -301,7 +307,7 @@ class _ActorLoop:
         self.progress_fn(self.step, {"actor/steps_per_s": (self.step - last_step) / (now - last_time),
                                      "actor/policy_updates": self.holder.updates,
                                      "actor/throttled": float(not self.link.allowed.is_set()),
-                                     "actor/queued": len(self.data_store)})
+                                     "actor/unsent": self.link.unsent(), **self._control.pop()})
 
 
 class _Episode:
@@ -321,4 +327,27 @@ class _Episode:
         row = {"episode/return": self.total, "episode/length": self.length, "episode/interventions": self.interventions}
         if self.reports_success:
             row["episode/success"] = float(self.success)
+        return row
+
+
+class _ControlStats:
+    """A real-time env's control periods (info["control"], e.g. FrankaEnv's) over one report window."""
+
+    def __init__(self):
+        self._periods, self._missed = [], None
+
+    def add(self, control) -> None:
+        if isinstance(control, dict) and control.get("period_ms") is not None:
+            self._periods.append(control["period_ms"])
+            self._missed = control.get("missed_deadlines", self._missed)
+
+    def pop(self) -> dict:
+        """{"actor/period_p50_ms", "actor/period_p99_ms", "actor/missed_deadlines"} ({} for other envs)."""
+        if not self._periods:
+            return {}
+        p50, p99 = np.percentile(self._periods, [50, 99])
+        row = {"actor/period_p50_ms": float(p50), "actor/period_p99_ms": float(p99)}
+        if self._missed is not None:
+            row["actor/missed_deadlines"] = float(self._missed)
+        self._periods = []
         return row

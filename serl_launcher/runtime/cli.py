@@ -182,12 +182,14 @@ def stop_on_signals() -> threading.Event:
 
 
 def main(make_env: Callable, make_agent: Callable, make_spaces: Optional[Callable] = None,
-         flag_modules: tuple = ("__main__",)) -> None:
+         flag_modules: tuple = ("__main__",), separate_eval_env: bool = True) -> None:
     """Run the learner or an actor from the flags.
 
     make_env(render: bool, **env_kwargs) -> env (env_kwargs: rendering options for videos); make_agent(sample_observation, sample_action) -> agent;
     make_spaces() -> (observation_space, action_space) for a learner that cannot build the env
     (a real robot's); default: read them from make_env().
+    separate_eval_env: evaluate on a second env (simulators); False evaluates on the training env
+    between episodes (a robot: there is one arm, and it serves one connection).
     """
     if FLAGS.learner == FLAGS.actor:
         raise app.UsageError("pass exactly one of --learner or --actor")
@@ -198,7 +200,7 @@ def main(make_env: Callable, make_agent: Callable, make_spaces: Optional[Callabl
         if FLAGS.learner:
             _learner(make_env, make_agent, make_spaces, stop, flag_modules)
         else:
-            _actor(make_env, make_agent, stop)
+            _actor(make_env, make_agent, stop, separate_eval_env)
     except (CheckpointError, OSError, ValueError) as error:
         if not _is_user_error(error) or os.environ.get("SERL_DEBUG"):
             raise
@@ -239,12 +241,12 @@ def _learner(make_env, make_agent, make_spaces, stop, flag_modules) -> None:
     logger.info("learner stopped at update %d, %d env steps", result.learner_step, result.env_steps)
 
 
-def _actor(make_env, make_agent, stop) -> None:
+def _actor(make_env, make_agent, stop, separate_eval_env: bool) -> None:
     if FLAGS.render and sys.platform.startswith("linux") and not (
             os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise app.UsageError("--render needs a display (DISPLAY and WAYLAND_DISPLAY are unset on this machine)")
     env = make_env(render=FLAGS.render)
-    eval_env = make_env(render=False, **video_kwargs())
+    eval_env = make_env(render=False, **video_kwargs()) if separate_eval_env else env
     agent = make_agent(env.observation_space.sample(), env.action_space.sample())
     directory = FLAGS.run_dir or os.path.join("runs", FLAGS.exp_name, "actor")
     sinks = progress_sinks(directory, "actor", {})
@@ -255,5 +257,6 @@ def _actor(make_env, make_agent, stop) -> None:
     finally:
         sinks.close()
         env.close()
-        eval_env.close()
+        if eval_env is not env:
+            eval_env.close()
     logger.info("actor stopped after %d env steps: %s", result.env_steps, result.transport)

@@ -124,8 +124,8 @@ def _make_buffers(config: LearnerConfig, observation_space, action_space):
     capacity = config.replay_buffer_capacity or (
         IMAGE_BUFFER_CAPACITY if image_leaves_of(observation_space) else STATE_BUFFER_CAPACITY)
     buffer = make_replay_buffer(observation_space, action_space, capacity, config.seed)
-    logger.info("replay buffer: capacity %d transitions, %.0f MB (%.0f kB per transition)", buffer.capacity,
-                buffer.nbytes / 1e6, buffer.nbytes / buffer.capacity / 1e3)
+    logger.info("replay buffer: capacity %d transitions, %.0f MB (%s per transition)", buffer.capacity,
+                buffer.nbytes / 1e6, _bytes(buffer.nbytes / buffer.capacity))
     demos = None
     if config.demos_path:
         from serl_launcher.data.rlds import read_rlds_dataset, stack_transitions
@@ -143,6 +143,10 @@ def _make_buffers(config: LearnerConfig, observation_space, action_space):
     elif config.demo_ratio > 0:
         demos = make_replay_buffer(observation_space, action_space, config.demo_buffer_capacity, config.seed + 1)
     return buffer, demos
+
+
+def _bytes(n: float) -> str:
+    return f"{n / 1e3:.1f} kB" if n >= 1e3 else f"{n:.0f} bytes"
 
 
 def conform_to_space(transitions: dict, observation_space: gym.Space) -> dict:
@@ -172,7 +176,9 @@ def _conform(tree, space: gym.Space, where: str):
 def _wait_for_transitions(status: LearnerStatus, needed: int, stop: threading.Event) -> bool:
     """Show a progress bar until actors sent `needed` transitions; False if stopped first."""
     logger.info("waiting for %d transitions from actors (start one with --actor --ip <this host>)", needed)
-    with tqdm.tqdm(total=needed, desc="waiting for actors", unit="transition", dynamic_ncols=True) as bar:
+    # disable=None: no bar when stderr is a log file, not a terminal (launch.sh's background mode)
+    with tqdm.tqdm(total=needed, desc="waiting for actors", unit="transition", dynamic_ncols=True,
+                   disable=None) as bar:
         while status.env_steps < needed:
             if stop.wait(0.2):
                 return False

@@ -119,6 +119,9 @@ def _learner_summary(metrics: dict) -> str:
 
 def _actor_summary(metrics: dict) -> str:
     text = f"{metrics['actor/steps_per_s']:.0f} steps/s, policy v{int(metrics.get('actor/policy_updates', 0))}"
+    if "actor/period_p50_ms" in metrics:
+        text += (f", control period p50 {metrics['actor/period_p50_ms']:.2f} / p99 "
+                 f"{metrics['actor/period_p99_ms']:.2f} ms, {int(metrics.get('actor/missed_deadlines', 0))} missed")
     if metrics.get("actor/throttled"):
         text += ", paused by the learner (UTD throttle)"
     return text

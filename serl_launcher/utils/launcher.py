@@ -91,6 +91,17 @@ def make_wandb_logger(project: str = "agentlace", description: str = "serl_launc
     return WandBLogger(project, description, config=config, debug=debug, entity=entity, group=group)
 
 
+def agent_spaces(observation_space: gym.Space, action_space: gym.spaces.Box) -> tuple:
+    """The spaces `make_env` gives an env with these spaces, without making the env (a learner that
+    cannot reach the robot builds its agent from them)."""
+    if isinstance(observation_space, gym.spaces.Dict) and not _has_images(observation_space):
+        observation_space = gym.spaces.flatten_space(observation_space)
+    low, high = action_space.low, action_space.high
+    if not (np.all(low == -1) and np.all(high == 1)):
+        action_space = gym.spaces.Box(-1.0, 1.0, action_space.shape, action_space.dtype)
+    return observation_space, action_space
+
+
 def make_env(env_id: str, seed: int | None = None, **kwargs) -> gym.Env:
     """A gymnasium env ready for the agents: actions in [-1, 1], state-only dicts flattened to one vector.
 
