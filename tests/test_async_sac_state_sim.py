@@ -83,7 +83,7 @@ def test_neither_or_both_roles_is_a_usage_error():
     for flags in ([], ["--learner", "--actor"]):
         result = _run(flags)
         assert result.returncode != 0
-        assert "exactly one of --learner or --actor" in result.stderr
+        assert "exactly one of --learner, --actor or --sync" in result.stderr
 
 
 def test_the_vision_env_on_the_state_agent_fails_clearly(tmp_path):

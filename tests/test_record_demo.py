@@ -148,11 +148,11 @@ def test_vision_env_keeps_dict_observations(tmp_path):
 
     # The pixel learner loads them: nested "panda" -> "tcp_pos" joins back into the env's key.
     from serl_launcher.runtime.config import LearnerConfig
-    from serl_launcher.runtime.learner import _make_buffers
+    from serl_launcher.runtime.learner import make_buffers
     from serl_launcher.utils.launcher import make_env
 
     env = make_env("PandaPickCubeVision-v0")
-    _, demos = _make_buffers(LearnerConfig(demos_path=str(out), demo_ratio=0.5, replay_buffer_capacity=100,
+    _, demos = make_buffers(LearnerConfig(demos_path=str(out), demo_ratio=0.5, replay_buffer_capacity=100,
                                            demo_buffer_capacity=10), env.observation_space, env.action_space)
     assert len(demos) == n - 1
     batch = demos.sample(4)

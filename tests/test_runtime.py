@@ -341,3 +341,37 @@ def test_the_learner_says_loudly_when_actors_ignore_its_throttle(caplog):
         stop.set()
         thread.join(timeout=60)
     assert any("far below --target_utd 4" in record.message for record in caplog.records)
+
+
+def test_synchronous_mode_keeps_the_utd_and_logs_a_line_per_episode():
+    from serl_launcher.runtime.sync import run_sync
+
+    env = make_env(ENV, seed=0)
+    rows = Rows()
+    learner = LearnerConfig(batch_size=16, utd_ratio=2, training_starts=100, target_utd=1.0, log_period=10)
+    result = run_sync(learner, ActorConfig(max_steps=400, random_steps=50, eval_period=200, eval_episodes=1),
+                      _agent(env), env, make_env(ENV, seed=1), progress_fn=rows)
+    assert result.env_steps == 400
+    assert result.learner_step == (400 - 100 + 1) // 2 + 1  # 1 critic step per env step, 2 per update
+    assert [steps for steps, _ in rows.having("eval/return")] == [200, 400]
+    episodes = rows.having("episode/return")
+    assert len(episodes) == 4 and all("learner/critic_loss" in row for _, row in episodes[1:])
+    for steps, row in rows.having("learner/utd"):  # 1 critic step per env step since training started
+        critic_steps = round(row["learner/utd"] * steps)
+        assert steps - 99 <= critic_steps <= steps - 99 + 2, (steps, critic_steps)
+
+
+def test_pretraining_runs_on_the_demos_before_any_actor_data(tmp_path):
+    env = make_env(ENV)
+    agent, rows, stop = _agent(env), Rows(), threading.Event()
+    config = LearnerConfig(batch_size=16, utd_ratio=2, training_starts=100, demos_path=DEMOS, demo_ratio=0.5,
+                           pretrain_steps=20, log_period=10)
+    threading.Timer(5.0, stop.set).start()  # no actor ever comes
+    result = run_learner(config, agent, env.observation_space, env.action_space,
+                         make_trainer_config(*free_ports(2), bind_address="127.0.0.1"), progress_fn=rows, stop=stop)
+    pretraining = rows.having("learner/pretraining")
+    assert [row["learner/step"] for _, row in pretraining] == [10, 20] and all(s == 0 for s, _ in pretraining)
+    assert result.learner_step == 20 and result.env_steps == 0
+    moved = jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.any(a != b)), result.agent.state.params["actor"],
+                                         agent.state.params["actor"]))
+    assert any(moved)

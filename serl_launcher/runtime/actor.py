@@ -311,10 +311,11 @@ class _ActorLoop:
 
 
 class _Episode:
-    """Return, length, success and interventions of the running episode."""
+    """Return, length, duration, success and interventions of the running episode."""
 
     def __init__(self):
         self.total, self.length, self.success, self.reports_success, self.interventions = 0.0, 0, False, False, 0
+        self.start = time.monotonic()
 
     def add(self, reward: float, info: dict, intervened: bool) -> None:
         self.total += reward
@@ -324,7 +325,8 @@ class _Episode:
         self.interventions += intervened
 
     def row(self) -> dict:
-        row = {"episode/return": self.total, "episode/length": self.length, "episode/interventions": self.interventions}
+        row = {"episode/return": self.total, "episode/length": self.length, "episode/interventions": self.interventions,
+               "episode/duration_s": time.monotonic() - self.start}
         if self.reports_success:
             row["episode/success"] = float(self.success)
         return row

@@ -35,6 +35,8 @@ def define_flags(exp_name: str) -> None:
     """The runtime's flags (SERL's names where SERL has one); `exp_name` is the example's default."""
     flags.DEFINE_bool("learner", False, "Run the learner.")
     flags.DEFINE_bool("actor", False, "Run an actor.")
+    flags.DEFINE_bool("sync", False, "Learner and actor in this one process, updating after every env step "
+                      "(--target_utd critic steps per env step), as papers train.")
     flags.DEFINE_string("ip", "localhost", "Actor: the learner's address.")
     flags.DEFINE_integer("port_number", 5488, "Learner's request port (params go out on --broadcast_port).")
     flags.DEFINE_integer("broadcast_port", 5489, "Learner's params port.")
@@ -70,6 +72,9 @@ def define_flags(exp_name: str) -> None:
     flags.DEFINE_string("log_rlds_path", None, "Learner: write every received episode to this RLDS dataset directory.")
     flags.DEFINE_integer("log_period", defaults.log_period, "Learner: a metrics row every this many updates.")
     flags.DEFINE_float("console_period", 10.0, "Seconds between progress lines on the console (evals always print).")
+    flags.DEFINE_bool("console_episodes", False, "A console line per episode (losses, batch reward, real UTD); "
+                      "default with --sync.")
+    flags.DEFINE_integer("pretrain_steps", 0, "Learner: updates on the demos alone before accepting actor data.")
     actor_defaults = ActorConfig()
     flags.DEFINE_integer("random_steps", actor_defaults.random_steps, "Actor: random actions for this many first steps.")
     flags.DEFINE_integer("eval_period", actor_defaults.eval_period,
@@ -99,7 +104,8 @@ def learner_config(checkpoint_dir: str) -> LearnerConfig:
         training_starts=FLAGS.training_starts, replay_buffer_capacity=FLAGS.replay_buffer_capacity,
         target_utd=FLAGS.target_utd, demos_path=FLAGS.preload_rlds_path, demo_ratio=FLAGS.demo_ratio,
         log_rlds_path=FLAGS.log_rlds_path, checkpoint_dir=checkpoint_dir, checkpoint_period=FLAGS.checkpoint_period,
-        max_checkpoints=FLAGS.max_checkpoints or None, log_period=FLAGS.log_period, seed=FLAGS.seed)
+        max_checkpoints=FLAGS.max_checkpoints or None, log_period=FLAGS.log_period, seed=FLAGS.seed,
+        pretrain_steps=FLAGS.pretrain_steps)
 
 
 def actor_config(directory: str) -> ActorConfig:
@@ -141,7 +147,7 @@ def run_dir() -> str:
     if FLAGS.run_dir:
         return FLAGS.run_dir
     experiment = os.path.join("runs", FLAGS.exp_name)
-    if FLAGS.resume and FLAGS.learner:
+    if FLAGS.resume and (FLAGS.learner or FLAGS.sync):
         previous = sorted(glob.glob(os.path.join(experiment, "*", "checkpoints", "*")))
         if not previous:
             raise CheckpointError(f"--resume: no run of {FLAGS.exp_name!r} with checkpoints under {experiment}/")
@@ -150,7 +156,7 @@ def run_dir() -> str:
 
 
 def progress_sinks(directory: str, role: str, config: dict) -> Fanout:
-    sinks = [ConsoleSink(FLAGS.console_period),
+    sinks = [ConsoleSink(FLAGS.console_period, episode_lines=FLAGS.console_episodes or FLAGS.sync),
              JsonlSink(os.path.join(directory, "metrics.jsonl" if role == "learner" else "actor_metrics.jsonl"))]
     if role == "learner" and not FLAGS.debug:
         sinks.append(WandbSink(FLAGS.wandb_project, FLAGS.exp_name, config, directory,
@@ -191,14 +197,16 @@ def main(make_env: Callable, make_agent: Callable, make_spaces: Optional[Callabl
     separate_eval_env: evaluate on a second env (simulators); False evaluates on the training env
     between episodes (a robot: there is one arm, and it serves one connection).
     """
-    if FLAGS.learner == FLAGS.actor:
-        raise app.UsageError("pass exactly one of --learner or --actor")
+    if FLAGS.learner + FLAGS.actor + FLAGS.sync != 1:
+        raise app.UsageError("pass exactly one of --learner, --actor or --sync")
     logging.getLogger("jax").setLevel(logging.WARNING)  # backend-probing chatter
     absl_logging.use_absl_handler()
     stop = stop_on_signals()
     try:
         if FLAGS.learner:
             _learner(make_env, make_agent, make_spaces, stop, flag_modules)
+        elif FLAGS.sync:
+            _sync(make_env, make_agent, stop, flag_modules, separate_eval_env)
         else:
             _actor(make_env, make_agent, stop, separate_eval_env)
     except (CheckpointError, OSError, ValueError) as error:
@@ -260,3 +268,24 @@ def _actor(make_env, make_agent, stop, separate_eval_env: bool) -> None:
         if eval_env is not env:
             eval_env.close()
     logger.info("actor stopped after %d env steps: %s", result.env_steps, result.transport)
+
+
+def _sync(make_env, make_agent, stop, flag_modules, separate_eval_env: bool) -> None:
+    from serl_launcher.runtime.sync import run_sync
+
+    env = make_env(render=FLAGS.render)
+    eval_env = make_env(render=False, **video_kwargs()) if separate_eval_env else env
+    agent = make_agent(env.observation_space.sample(), env.action_space.sample())
+    directory = run_dir()
+    os.makedirs(directory, exist_ok=True)
+    logger.info("run directory %s (synchronous: learner and actor in this process)", os.path.abspath(directory))
+    sinks = progress_sinks(directory, "learner", own_flags(flag_modules + (__name__,)))
+    try:
+        result = run_sync(learner_config(None), actor_config(directory), agent, env, eval_env, progress_fn=sinks,
+                          stop=stop)
+    finally:
+        sinks.close()
+        env.close()
+        if eval_env is not env:
+            eval_env.close()
+    logger.info("stopped after %d env steps, %d updates", result.env_steps, result.learner_step)

@@ -25,6 +25,8 @@ class LearnerConfig:
     demo_ratio: float = 0.0
     """Fraction of every batch drawn from a separate demo buffer (RLPD-style, e.g. 0.5); 0 puts the
     demos in the main buffer. Transitions an actor flags as intervened also join the demo buffer."""
+    pretrain_steps: int = 0
+    """Updates on the demos alone before accepting actor data (pretraining from recorded play)."""
     demo_buffer_capacity: int = 100_000
     """Room in the demo buffer for interventions beyond the preloaded demos."""
     log_rlds_path: Optional[str] = None

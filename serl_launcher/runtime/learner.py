@@ -53,7 +53,7 @@ def run_learner(config: LearnerConfig, agent, observation_space: gym.Space, acti
     """Train `agent` on what actors send until `config.max_steps` updates or `stop` is set."""
     progress_fn = progress_fn or (lambda env_steps, metrics: None)
     stop = stop or threading.Event()
-    buffer, demos = _make_buffers(config, observation_space, action_space)
+    buffer, demos = make_buffers(config, observation_space, action_space)
     status = LearnerStatus(config.target_utd, config.training_starts)
     checkpointer = AgentCheckpointer(config.checkpoint_dir, config.max_checkpoints) if config.checkpoint_dir else None
     start_step, env_steps_before = 0, 0
@@ -65,6 +65,10 @@ def run_learner(config: LearnerConfig, agent, observation_space: gym.Space, acti
                     checkpointer.directory, start_step, env_steps_before)
     status.learner_step = start_step
 
+    if config.pretrain_steps and start_step == 0:  # a resumed learner was pretrained already
+        agent = pretrain(config, agent, MixedSampler(buffer, demos, config.demo_ratio, config.utd_ratio,
+                                                     config.seed), progress_fn, start_step)
+        start_step = status.learner_step = start_step + config.pretrain_steps
     rlds_log = RLDSLog(config.log_rlds_path) if config.log_rlds_path else None
     server = TrainerServer(trainer_config, data_callback=rlds_log, request_callback=status.handle_request)
     server.register_data_store(TRAINING_STORE, _CountingStore(LearnerDataStore(buffer, demos), status))
@@ -120,7 +124,8 @@ def make_replay_buffer(observation_space, action_space, capacity: int, seed: int
     return ReplayBuffer(observation_space, action_space, capacity, seed=seed)
 
 
-def _make_buffers(config: LearnerConfig, observation_space, action_space):
+def make_buffers(config: LearnerConfig, observation_space, action_space):
+    """The online replay buffer and the demo buffer (None when demos go into the online buffer or there are none)."""
     capacity = config.replay_buffer_capacity or (
         IMAGE_BUFFER_CAPACITY if image_leaves_of(observation_space) else STATE_BUFFER_CAPACITY)
     buffer = make_replay_buffer(observation_space, action_space, capacity, config.seed)
@@ -171,6 +176,24 @@ def _conform(tree, space: gym.Space, where: str):
             node = node[part]
         result[key] = _conform(node, subspace, f"{where}/{key}")
     return result
+
+
+def pretrain(config: LearnerConfig, agent, sampler: MixedSampler, progress_fn: ProgressFn, start_step: int = 0):
+    """`config.pretrain_steps` updates on the demonstrations alone, before any actor data (pretraining
+    from recorded play); returns the agent. Rows: "learner/..." with "learner/pretraining": 1."""
+    if not config.pretrain_steps:
+        return agent
+    source = sampler.demos if sampler.demos is not None else sampler.online
+    if len(source) == 0:
+        raise ValueError("pretrain_steps needs demonstrations (demos_path)")
+    logger.info("pretraining: %d updates on %d demonstration transitions", config.pretrain_steps, len(source))
+    for step in range(1, config.pretrain_steps + 1):
+        batch = jax.device_put(source.sample(config.batch_size * config.utd_ratio))
+        agent, info = agent.update_high_utd(batch, utd_ratio=config.utd_ratio)
+        if step % config.log_period == 0 or step == config.pretrain_steps:
+            metrics = {f"learner/{key}": float(value) for key, value in jax.device_get(info).items()}
+            progress_fn(0, {**metrics, "learner/step": start_step + step, "learner/pretraining": 1.0})
+    return agent
 
 
 def _wait_for_transitions(status: LearnerStatus, needed: int, stop: threading.Event) -> bool:

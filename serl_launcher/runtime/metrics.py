@@ -57,19 +57,28 @@ def read_jsonl(path: str) -> list:
 
 
 class ConsoleSink:
-    """Short human lines: every evaluation at once, learner progress at most every `period_s` seconds."""
+    """Short human lines: every evaluation at once, learner progress at most every `period_s` seconds;
+    with `episode_lines`, one line per episode (the papers' training log) with the latest losses."""
 
-    def __init__(self, period_s: float = 10.0, stream=None):
-        self.period_s = period_s
+    def __init__(self, period_s: float = 10.0, stream=None, episode_lines: bool = False):
+        self.period_s, self.episode_lines = period_s, episode_lines
         self._stream = stream or sys.stdout
         self._last_line = {"learner": -math.inf, "actor": -math.inf}
         self._episodes = []
+        self._episode_count = 0
+        self._learner = {}
 
     def __call__(self, env_steps: int, metrics: dict) -> None:
+        if "learner/step" in metrics:
+            self._learner = metrics
         if "eval/return" in metrics:
             self._print(f"eval   @ {env_steps:>9,} env steps: {_eval_summary(metrics)}")
         elif "episode/return" in metrics:
-            self._episodes.append(metrics)
+            self._episode_count += 1
+            if self.episode_lines:
+                self._print(_episode_line(self._episode_count, env_steps, {**self._learner, **metrics}))
+            else:
+                self._episodes.append(metrics)
         elif "learner/step" in metrics and self._due("learner"):
             self._print(f"learner @ {env_steps:>9,} env steps: {_learner_summary(metrics)}{self._episode_summary()}")
         elif "actor/steps_per_s" in metrics and self._due("actor"):
@@ -94,6 +103,16 @@ class ConsoleSink:
 
     def _print(self, line: str) -> None:
         print(line, file=self._stream, flush=True)
+
+
+def _episode_line(index: int, env_steps: int, metrics: dict) -> str:
+    parts = [f"episode {index:>5}", f"{env_steps:>9,} env steps", f"{metrics.get('episode/duration_s', 0):5.1f} s",
+             f"return {metrics['episode/return']:9.2f}"]
+    for key, label in (("learner/batch_reward", "batch reward"), ("learner/actor_loss", "actor loss"),
+                       ("learner/critic_loss", "critic loss"), ("learner/utd", "UTD")):
+        if key in metrics:
+            parts.append(f"{label} {metrics[key]:.3g}")
+    return " | ".join(parts)
 
 
 def _eval_summary(metrics: dict) -> str:

@@ -396,7 +396,8 @@ def _critic_loss(critic_params, agent: SACAgent, batch, rng):
 
     predicted_qs = nets.critic_def.apply({"params": critic_params}, batch["observations"], batch["actions"])
     loss = jnp.mean(jnp.sum((predicted_qs - target_q[None]) ** 2, axis=0))
-    return loss, {"critic_loss": loss, "predicted_qs": predicted_qs.mean(), "target_qs": target_q.mean()}
+    return loss, {"critic_loss": loss, "predicted_qs": predicted_qs.mean(), "target_qs": target_q.mean(),
+                  "batch_reward": jnp.mean(batch["rewards"])}
 
 
 def _actor_loss(actor_params, agent: SACAgent, batch, rng):
