@@ -161,3 +161,71 @@ def test_make_drq_agent_uses_serl_defaults_and_refuses_unlisted_cameras():
     assert agent.config.discount == 0.96 and agent.config.encoder.kind == "small"
     with pytest.raises(ValueError, match=r"\['images/wrist'\] are not in image_keys"):
         make_drq_agent(0, _observation(), np.zeros(4, np.float32), image_keys=("front",))
+
+
+def _sac_ae_agent(**config):
+    from serl_launcher.agents.continuous.drq import DrQConfig
+    from serl_launcher.agents.continuous.sac import NetworkConfig, OptimizerConfig
+    from serl_launcher.networks.encoders import EncoderConfig
+
+    network = NetworkConfig((16, 16))
+    fast = OptimizerConfig(1e-3, 0)
+    defaults = dict(policy_network=network, critic_network=network, critic_ensemble_size=2,
+                    critic_subsample_size=None, encoder=EncoderConfig("sac_ae", bottleneck_dim=16), reconstruction=True,
+                    critic_optimizer=fast, actor_optimizer=fast)
+    return DrQAgent.create(0, {"pixels": np.zeros((2, 32, 32, 3), np.uint8)}, np.zeros(2, np.float32),
+                           DrQConfig(**{**defaults, **config}))
+
+
+def _pixel_batch(n, seed=0):
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(0, 256, (n, 1, 1, 1, 3))  # a flat colour per sample: easy to reconstruct
+    images = np.broadcast_to(colours, (n, 2, 32, 32, 3)).astype(np.uint8)
+    return {"observations": {"pixels": images}, "next_observations": {"pixels": images},
+            "actions": rng.uniform(-1, 1, (n, 2)).astype(np.float32), "rewards": np.zeros(n, np.float32),
+            "masks": np.ones(n, np.float32), "dones": np.zeros(n, bool)}
+
+
+def test_sac_ae_learns_to_reconstruct_and_trains_the_encoder_with_the_critic():
+    fast = sac.OptimizerConfig(3e-3, 0)
+    agent = _sac_ae_agent(augmentation_pad=0, decoder_learning_rate=3e-3, critic_optimizer=fast)
+    batch = _pixel_batch(8)
+    first = None
+    for _ in range(60):
+        agent, info = agent.update_high_utd(batch, utd_ratio=2)
+        first = first if first is not None else float(info["reconstruction_loss"])
+    assert float(info["reconstruction_loss"]) < 0.8 * first  # 0.72x after 60 updates (0.12x after 300)
+    critic, actor = agent.state.params["critic"]["encoder"]["image_pixels"], agent.state.params["actor"]["encoder"]["image_pixels"]
+    for name in critic:
+        same = all(np.array_equal(a, c) for a, c in zip(jax.tree.leaves(actor[name]), jax.tree.leaves(critic[name])))
+        assert same == name.startswith("trunk_"), name  # shared convolutions, the policy's own projection
+
+
+def test_sac_ae_policy_loss_trains_its_projection_but_not_the_convolutions():
+    agent = _sac_ae_agent()
+    grads, _ = jax.grad(sac._actor_loss, has_aux=True)(agent.state.params["actor"], agent,
+                                                       jax.tree.map(jnp.asarray, _pixel_batch(8)), jax.random.PRNGKey(0))
+    encoder = grads["encoder"]["image_pixels"]
+    assert all(np.all(np.asarray(g) == 0) for name in encoder if name.startswith("trunk_")
+               for g in jax.tree.leaves(encoder[name]))
+    assert any(np.any(np.asarray(g) != 0) for g in jax.tree.leaves(encoder["projection"]))
+
+
+def test_delta_orthogonal_init_is_an_orthogonal_centre_tap():
+    from serl_launcher.vision.encoders import delta_orthogonal
+
+    kernel = np.array(delta_orthogonal(1.0)(jax.random.PRNGKey(0), (3, 3, 16, 16)))
+    centre = kernel[1, 1]
+    np.testing.assert_allclose(centre.T @ centre, np.eye(16), atol=1e-5)
+    kernel[1, 1] = 0
+    assert not kernel.any()
+
+
+def test_sac_ae_settings_are_checked():
+    from serl_launcher.networks.encoders import EncoderConfig
+
+    with pytest.raises(ValueError, match="needs encoder kind 'sac_ae'"):
+        _sac_ae_agent(encoder=EncoderConfig("small"))
+    with pytest.raises(ValueError, match="exactly one camera"):
+        DrQAgent.create(0, _observation(), np.zeros(4, np.float32), DrQAgent.config_class(
+            encoder=EncoderConfig("sac_ae", bottleneck_dim=8), reconstruction=True))

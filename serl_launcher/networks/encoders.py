@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from serl_launcher.common.observations import (ObservationSpec, drop_leaves, flatten_leaves, get_leaf, is_image,
                                                leaf_name)
 
-IMAGE_ENCODERS = ("small", "resnet", "resnet-pretrained")
+IMAGE_ENCODERS = ("small", "resnet", "resnet-pretrained", "sac_ae")
 ENCODER_KINDS = ("state",) + IMAGE_ENCODERS
 
 
@@ -24,12 +24,14 @@ class EncoderConfig:
 
     kind: str = "state"
     """"state": every leaf flattened into one float vector (no images allowed). "small" (conv net from
-    scratch), "resnet" (ResNet-10 from scratch) or "resnet-pretrained" (ResNet-10 initialised from
-    `pretrained_weights` and frozen): one encoder per camera, concatenated with the projected state."""
+    scratch), "resnet" (ResNet-10 from scratch), "resnet-pretrained" (ResNet-10 initialised from
+    `pretrained_weights` and frozen) or "sac_ae" (SAC-AE's conv net: the policy has its own projection
+    of the shared convolutions; DrQConfig.reconstruction adds the decoder): one encoder per camera,
+    concatenated with the projected state."""
     image_keys: tuple[str, ...] = ()
     """Camera observations to encode, by leaf path ("images/front") or last key ("front"); (): all images."""
     bottleneck_dim: int = 256
-    """Features per camera."""
+    """Features per camera (SAC-AE: its latent, 50 in the paper)."""
     proprio_dim: int = 64
     """The non-image leaves are projected to this many features (Dense -> LayerNorm -> tanh)."""
     pretrained_weights: Optional[str] = None
@@ -58,10 +60,11 @@ class ImageStateEncoder(nn.Module):
     spec: ObservationSpec
     image_leaves: tuple  # leaf key tuples, in spec order
     config: EncoderConfig
+    detach_trunk: bool = False  # SAC-AE's policy: no gradient into the shared convolutions
 
     @nn.compact
     def __call__(self, observations) -> jax.Array:
-        from serl_launcher.vision.encoders import ResNetEncoder, SmallConvEncoder
+        from serl_launcher.vision.encoders import PixelAEEncoder, ResNetEncoder, SmallConvEncoder
 
         ranks = {keys: len(shape) for keys, shape, _ in self.spec.leaves()}
         features = []
@@ -70,6 +73,8 @@ class ImageStateEncoder(nn.Module):
             name = "image_" + "_".join(keys).replace("/", "_")
             if self.config.kind == "small":
                 encoder = SmallConvEncoder(bottleneck_dim=self.config.bottleneck_dim, name=name)
+            elif self.config.kind == "sac_ae":
+                encoder = PixelAEEncoder(self.config.bottleneck_dim, detach_trunk=self.detach_trunk, name=name)
             else:
                 encoder = ResNetEncoder(bottleneck_dim=self.config.bottleneck_dim,
                                         freeze_backbone=self.config.kind == "resnet-pretrained", name=name)
@@ -113,8 +118,17 @@ def image_leaves(config: EncoderConfig, spec: ObservationSpec) -> tuple:
     return tuple(keys for keys in images if keys in chosen)
 
 
-def make_encoder(config: EncoderConfig, spec: ObservationSpec, name: Optional[str] = None) -> nn.Module:
-    """The encoder module for observations of `spec`; refuses camera images for the state encoder."""
+def fold_frame_stack(images: jax.Array, rank: int) -> jax.Array:
+    """Public name of the frame-stack folding the image encoders apply (the decoder's target uses it)."""
+    return _fold_frame_stack(images, rank)
+
+
+def make_encoder(config: EncoderConfig, spec: ObservationSpec, name: Optional[str] = None,
+                 for_policy: bool = False) -> nn.Module:
+    """The encoder module for observations of `spec`; refuses camera images for the state encoder.
+
+    for_policy: the policy's copy (SAC-AE: detached convolutions, a projection of its own).
+    """
     if config.kind == "state":
         images = [f"{leaf_name(keys)} {shape} {dtype.name}" for keys, shape, dtype in spec.leaves()
                   if is_image(shape, dtype)]
@@ -127,4 +141,4 @@ def make_encoder(config: EncoderConfig, spec: ObservationSpec, name: Optional[st
     leaves = image_leaves(config, spec)
     if not leaves:
         raise ValueError(f"encoder kind {config.kind!r} needs camera images, but the observation has none")
-    return ImageStateEncoder(spec, leaves, config, name=name)
+    return ImageStateEncoder(spec, leaves, config, detach_trunk=for_policy and config.kind == "sac_ae", name=name)

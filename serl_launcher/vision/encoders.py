@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+RELU_GAIN = 2**0.5  # the gain that keeps activations' scale through ReLUs (as torch's calculate_gain("relu"))
 
 
 class SpatialLearnedEmbeddings(nn.Module):
@@ -106,3 +107,67 @@ class ResNetEncoder(nn.Module):
         if self.freeze_backbone:
             x = jax.lax.stop_gradient(x)
         return Bottleneck(self.bottleneck_dim)(SpatialLearnedEmbeddings(self.num_spatial_features)(x))
+
+
+def delta_orthogonal(gain: float = 1.0):
+    """Delta-orthogonal init for convolutions (Xiao et al. 2018, used by SAC-AE): zero kernels except
+    the centre tap, an orthogonal (in, out) matrix, so that a deep conv stack starts norm-preserving."""
+    orthogonal = nn.initializers.orthogonal(gain)
+
+    def init(key, shape, dtype=jnp.float32):
+        height, width, inputs, outputs = shape
+        kernel = jnp.zeros(shape, dtype)
+        return kernel.at[height // 2, width // 2].set(orthogonal(key, (inputs, outputs), dtype))
+
+    return init
+
+
+class PixelAEEncoder(nn.Module):
+    """SAC-AE's encoder: four 3x3 convolutions of 32 filters (the first with stride 2), delta-orthogonal
+    init, then the `projection` (Dense -> LayerNorm -> tanh) to a `latent_dim` latent.
+
+    detach_trunk: the actor's copy stops the gradient after the convolutions, so the actor loss
+    trains its own projection but never the trunk (which the critic and the decoder train).
+    """
+
+    latent_dim: int = 50
+    filters: int = 32
+    detach_trunk: bool = False
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> jax.Array:
+        x = images.astype(jnp.float32) / 255.0
+        for stride, name in zip((2, 1, 1, 1), ("conv1", "conv2", "conv3", "conv4")):
+            x = nn.relu(nn.Conv(self.filters, (3, 3), (stride, stride), padding="VALID", name=f"trunk_{name}",
+                                kernel_init=delta_orthogonal(RELU_GAIN))(x))
+        x = x.reshape(x.shape[:-3] + (-1,))
+        if self.detach_trunk:
+            x = jax.lax.stop_gradient(x)
+        return Bottleneck(self.latent_dim, name="projection")(x)
+
+
+class PixelDecoder(nn.Module):
+    """SAC-AE's decoder: latent -> the trunk's feature map -> transposed convolutions -> (H, W, C) image."""
+
+    image_shape: Sequence[int]  # (H, W, C) of the reconstructed (frame-stacked) image
+    filters: int = 32
+
+    @nn.compact
+    def __call__(self, latent: jax.Array) -> jax.Array:
+        height, width, channels = self.image_shape
+        map_h, map_w = (height - 3) // 2 + 1 - 6, (width - 3) // 2 + 1 - 6  # the encoder trunk's output size
+        x = nn.relu(nn.Dense(map_h * map_w * self.filters)(latent)).reshape(latent.shape[:-1] + (map_h, map_w,
+                                                                                                    self.filters))
+        for _ in range(3):
+            x = nn.relu(nn.ConvTranspose(self.filters, (3, 3), padding="VALID")(x))
+        x = nn.ConvTranspose(channels, (3, 3), (2, 2), padding="VALID")(x)
+        pad_h, pad_w = height - x.shape[-3], width - x.shape[-2]  # stride 2 undoes the floor by a pixel or so
+        return jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(0, pad_h), (0, pad_w), (0, 0)])[..., :height, :width, :]
+
+
+def reconstruction_target(images: jax.Array, key: jax.Array, bits: int = 5) -> jax.Array:
+    """SAC-AE's decoder target: uint8 images reduced to `bits` bits, dequantised with uniform noise,
+    centred on 0 (in [-0.5, 0.5])."""
+    bins = 2**bits
+    x = jnp.floor(images.astype(jnp.float32) / 2 ** (8 - bits)) / bins
+    return x + jax.random.uniform(key, x.shape) / bins - 0.5

@@ -91,6 +91,11 @@ class SACConfig:
     encoder: EncoderConfig = EncoderConfig()
     """How observations become features (state vectors by default)."""
 
+    def make_decoder(self, spec: ObservationSpec):
+        """An image decoder trained with the critic (SAC-AE); None: plain SAC has none."""
+        del spec
+        return None
+
     def __post_init__(self):
         if self.critic_subsample_size is not None and not 0 < self.critic_subsample_size <= self.critic_ensemble_size:
             raise ValueError(f"critic_subsample_size {self.critic_subsample_size} must be in "
@@ -114,6 +119,8 @@ class SACNetworks:
     temperature_tx: optax.GradientTransformation
     target_entropy: float
     chunked_actor_loss: bool
+    decoder_def: Optional[nn.Module] = None  # trained with the critic's encoder (SAC-AE)
+    decoder_tx: Optional[optax.GradientTransformation] = None
 
 
 class SACTrainState(flax.struct.PyTreeNode):
@@ -229,8 +236,13 @@ class SACAgent(flax.struct.PyTreeNode):
             params["critic"] = {**params["critic"], ENCODER: insert_backbone(
                 params["critic"][ENCODER], load_backbone(config.encoder.pretrained_weights),
                 config.encoder.pretrained_weights)}
-        params = _share_critic_encoder(params)
+        params = _share_critic_encoder(params, config)
         txs = {"actor": nets.actor_tx, "critic": nets.critic_tx, "temperature": nets.temperature_tx}
+        if nets.decoder_def is not None:
+            rng, decoder_key = jax.random.split(rng)
+            features = nets.critic_def.apply({"params": params["critic"]}, batched, method="encode")
+            params["decoder"] = nets.decoder_def.init(decoder_key, features)["params"]
+            txs["decoder"] = nets.decoder_tx
         state = SACTrainState(
             params=params,
             target_params={"critic": params["critic"]},
@@ -338,11 +350,14 @@ def _network_config(kwargs: Optional[dict]) -> NetworkConfig:
 def _build_networks(config: SACConfig, spec: ObservationSpec, action_dim: int) -> SACNetworks:
     policy_mlp = MLP(config.policy_network.hidden_dims, ACTIVATIONS[config.policy_network.activations],
                      activate_final=True, use_layer_norm=config.policy_network.use_layer_norm)
-    actor_def = Policy(make_encoder(config.encoder, spec), policy_mlp, action_dim, config.std_min,
-                       config.std_max, stop_encoder_gradient=_encoder_has_params(config))
+    # The policy acts on a copy of the critic's encoder with its gradient stopped (DrQ), or, for SAC-AE,
+    # on the critic's convolutions (detached inside the encoder) and a projection of its own.
+    actor_def = Policy(make_encoder(config.encoder, spec, for_policy=True), policy_mlp, action_dim, config.std_min,
+                       config.std_max, stop_encoder_gradient=_encoder_has_params(config) and not _own_projection(config))
     critic_def = EnsembleCritic(make_encoder(config.encoder, spec), config.critic_ensemble_size,
                                 config.critic_network.hidden_dims, ACTIVATIONS[config.critic_network.activations],
                                 config.critic_network.use_layer_norm)
+    decoder = config.make_decoder(spec)
     gradient = config.actor_loss_gradient
     if gradient == "auto":
         gradient = "chunked" if jax.default_backend() == "cpu" else "autodiff"
@@ -356,6 +371,9 @@ def _build_networks(config: SACConfig, spec: ObservationSpec, action_dim: int) -
         temperature_tx=make_optimizer(**dataclasses.asdict(config.temperature_optimizer)),
         target_entropy=-action_dim / 2 if config.target_entropy is None else config.target_entropy,
         chunked_actor_loss=gradient == "chunked",
+        decoder_def=decoder,
+        decoder_tx=None if decoder is None else optax.adamw(config.decoder_learning_rate,
+                                                            weight_decay=config.decoder_weight_decay),
     )
 
 
@@ -363,11 +381,22 @@ def _encoder_has_params(config: SACConfig) -> bool:
     return config.encoder.kind != "state"
 
 
-def _share_critic_encoder(params: dict) -> dict:
-    """The policy acts on the critic's encoder (trained by the critic loss only, as in DrQ)."""
+def _own_projection(config: SACConfig) -> bool:
+    """SAC-AE: the policy shares only the encoder's convolutions and trains a projection of its own."""
+    return config.encoder.kind == "sac_ae"
+
+
+def _share_critic_encoder(params: dict, config: SACConfig) -> dict:
+    """The policy acts on the critic's encoder (trained by the critic loss only, as in DrQ); SAC-AE's
+    policy takes only its convolutions ("trunk_*"), keeping its own projection."""
     if ENCODER not in params["critic"]:
         return params
-    return {**params, "actor": {**params["actor"], ENCODER: params["critic"][ENCODER]}}
+    shared = params["critic"][ENCODER]
+    if _own_projection(config):
+        actor_encoder = params["actor"][ENCODER]
+        shared = {camera: {**actor_encoder[camera], **{k: v for k, v in tree.items() if k.startswith("trunk_")}}
+                  if camera.startswith("image_") else actor_encoder[camera] for camera, tree in shared.items()}
+    return {**params, "actor": {**params["actor"], ENCODER: shared}}
 
 
 @partial(jax.jit, static_argnums=(0, 4))
@@ -398,6 +427,14 @@ def _critic_loss(critic_params, agent: SACAgent, batch, rng):
     loss = jnp.mean(jnp.sum((predicted_qs - target_q[None]) ** 2, axis=0))
     return loss, {"critic_loss": loss, "predicted_qs": predicted_qs.mean(), "target_qs": target_q.mean(),
                   "batch_reward": jnp.mean(batch["rewards"])}
+
+
+def _critic_and_reconstruction_loss(critic_params, decoder_params, agent: SACAgent, batch, rng):
+    critic_key, reconstruction_key = jax.random.split(rng)
+    loss, info = _critic_loss(critic_params, agent, batch, critic_key)
+    reconstruction, reconstruction_info = agent.reconstruction_loss(critic_params, decoder_params, batch,
+                                                                    reconstruction_key)
+    return loss + reconstruction, {**info, **reconstruction_info}
 
 
 def _actor_loss(actor_params, agent: SACAgent, batch, rng):
@@ -514,7 +551,14 @@ def _update(agent: SACAgent, batch, networks_to_update: FrozenSet[str]):
     info = {}
 
     if "critic" in networks_to_update:
-        grads, critic_info = jax.grad(_critic_loss, has_aux=True)(state.params["critic"], agent, batch, critic_key)
+        if nets.decoder_def is None:
+            grads, critic_info = jax.grad(_critic_loss, has_aux=True)(state.params["critic"], agent, batch, critic_key)
+        else:  # SAC-AE: the encoder also learns to reconstruct the images, the decoder with it
+            (grads, decoder_grads), critic_info = jax.grad(_critic_and_reconstruction_loss, argnums=(0, 1),
+                                                           has_aux=True)(
+                state.params["critic"], state.params["decoder"], agent, batch, critic_key)
+            params["decoder"], opt_states["decoder"] = _apply_gradients(
+                nets.decoder_tx, state.params["decoder"], state.opt_states["decoder"], decoder_grads)
         params["critic"], opt_states["critic"] = _apply_gradients(
             nets.critic_tx, state.params["critic"], state.opt_states["critic"], grads)
         target_params["critic"] = optax.incremental_update(params["critic"], state.target_params["critic"],
@@ -522,7 +566,7 @@ def _update(agent: SACAgent, batch, networks_to_update: FrozenSet[str]):
         info.update(critic_info)
 
     if networks_to_update & {"actor", "temperature"}:
-        actor_params = _share_critic_encoder(params)["actor"]  # the encoder the critic steps just trained
+        actor_params = _share_critic_encoder(params, cfg)["actor"]  # the encoder the critic steps just trained
         (actor_loss, log_probs), grads = jax.value_and_grad(_actor_loss, has_aux=True)(
             actor_params, agent, batch, actor_key)
         entropy = -jnp.mean(log_probs)
