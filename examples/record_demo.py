@@ -56,7 +56,7 @@ import franka_sim  # noqa: F401  (registers the environments)
 import gymnasium as gym
 import numpy as np
 from absl import app, flags
-from record_demo_teleop import TELEOPS, DemoError, env_observation, make_teleop
+from record_demo_teleop import TELEOPS, DemoError, check_teleop, env_observation, make_teleop
 from tqdm import tqdm
 
 from serl_launcher.data.rlds import RLDSWriter, transitions_to_episode
@@ -176,9 +176,8 @@ def record_demos(env_id: str, teleop: str, output_dir: str, successes_needed: in
         raise DemoError(f"{output_dir} already exists: record into a new directory (or delete it first)")
     if successes_needed < 1:
         raise DemoError(f"--successes_needed must be >= 1, got {successes_needed}")
-    if noise < 0:
-        raise DemoError(f"--noise must be >= 0, got {noise}")
     robot = is_robot(env_id)
+    check_teleop(teleop, robot, noise, operator_yaw)
     if robot and hz is not None:
         raise DemoError("--hz is for franka_sim's envs: a robot env steps at its own control rate")
     hz = DEFAULT_HZ if hz is None else hz

@@ -56,14 +56,21 @@ def env_observation(env: gym.Env, obs):
     return obs
 
 
-def make_teleop(name: str, env: gym.Env, robot: bool, noise: float = 0.0, seed: int = 0,
-                operator_yaw: float = 0.0):
+def check_teleop(name: str, robot: bool, noise: float, operator_yaw: float) -> None:
+    """Refuses a teleop setting that would be ignored (called before an arm is connected)."""
     if name not in TELEOPS:
         raise DemoError(f"--teleop must be one of {TELEOPS}, got {name!r}")
+    if noise < 0:
+        raise DemoError(f"--noise must be >= 0, got {noise}")
     if noise and name != "scripted":
         raise DemoError("--noise only applies to --teleop scripted")
     if operator_yaw and not (robot and name != "scripted"):
         raise DemoError("--operator_yaw only applies to a person driving the robot (keyboard or spacemouse)")
+
+
+def make_teleop(name: str, env: gym.Env, robot: bool, noise: float = 0.0, seed: int = 0,
+                operator_yaw: float = 0.0):
+    """The teleop `name` for `env` (check_teleop's checks passed): see the module docstring."""
     if name == "scripted":
         return RobotScriptedTeleop(env, noise, seed) if robot else ScriptedTeleop(env, noise, seed)
     if robot:
