@@ -76,6 +76,7 @@ class Summary(NamedTuple):
 
 # -- recording --------------------------------------------------------------------------------------
 def is_robot(env_id: str) -> bool:
+    """franka_sim's two envs are simulated; any other --env must be a franka_env robot env."""
     return env_id not in SIM_ENVS
 
 
@@ -291,8 +292,9 @@ def define_flags() -> None:
 def main(argv) -> None:
     del argv
     teleop = FLAGS.teleop or ("keyboard" if sys.stdin.isatty() else "scripted")
-    output_dir = FLAGS.output_dir or os.path.join("runs", "demos", f"{FLAGS.env.split(':')[-1]}_"
-                                                  f"{FLAGS.successes_needed}_demos_{time.strftime('%Y-%m-%d_%H-%M-%S')}")
+    env_name = FLAGS.env.split(":")[-1]  # no "franka_env:" in the directory name
+    output_dir = FLAGS.output_dir or os.path.join(
+        "runs", "demos", f"{env_name}_{FLAGS.successes_needed}_demos_{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     try:
         env_kwargs = robot_env_kwargs(FLAGS.env, FLAGS.robot_ip, FLAGS.realtime_ignore)
         summary = record_demos(FLAGS.env, teleop, output_dir, FLAGS.successes_needed, FLAGS.seed, FLAGS.noise,

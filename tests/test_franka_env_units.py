@@ -1,6 +1,6 @@
 """franka_env's logic without a robot: rate keeping, safety clipping, gripper hysteresis and its
-worker threads, tasks and their scripted experts, poses, cameras, teleoperation devices and the intervention wrapper, signal
-handling. The same code against franky-sim: tests/test_franka_env_sim.py."""
+worker threads, tasks and their scripted experts, poses, cameras, teleoperation devices and the
+intervention wrapper, signal handling. The same code against franky-sim: tests/test_franka_env_sim.py."""
 import itertools
 import os
 import signal

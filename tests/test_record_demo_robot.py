@@ -42,7 +42,7 @@ def _state(flat_observations):
 
 def test_scripted_reach_demos_load_into_the_robot_learners_demo_buffer(franky_sim, tmp_path):
     from serl_launcher.runtime.config import LearnerConfig
-    from serl_launcher.runtime.learner import _make_buffers
+    from serl_launcher.runtime.learner import make_buffers
     from serl_launcher.utils.launcher import agent_spaces
 
     out = tmp_path / "reach"
@@ -74,7 +74,7 @@ def test_scripted_reach_demos_load_into_the_robot_learners_demo_buffer(franky_si
 
     # What examples/async_sac_franka's learner does with --preload_rlds_path DIR --demo_ratio 0.5.
     config = LearnerConfig(demos_path=str(out), demo_ratio=0.5, replay_buffer_capacity=100, demo_buffer_capacity=10)
-    _, demos = _make_buffers(config, *agent_spaces(*reach_spaces()))
+    _, demos = make_buffers(config, *agent_spaces(*reach_spaces()))
     assert len(demos) == summary.transitions == sum(len(e["is_first"]) - 1 for e in episodes)
     batch = demos.sample(4)
     assert batch["observations"].shape == batch["next_observations"].shape == (4, REACH_DIM)
@@ -153,9 +153,11 @@ def test_robot_flag_values_reach_the_env():
     ({"render": True}, "no viewer"),
     ({"teleop": "scripted", "operator_yaw": 1.0}, "--operator_yaw only applies"),
     ({"env_id": "franka_env:NoSuchTask-v0"}, "a franka_env id such as"),
+    ({"env_id": "Pendulum-v1"}, "neither one of .* nor a franka_env robot env"),
     ({"env_kwargs": {}}, "robot_ip"),  # the env's own TypeError, without a traceback
     ({"env_kwargs": {"robot_ip": "127.0.0.254", "realtime_ignore": True}}, "127.0.0.254"),  # no arm there
 ])
+@pytest.mark.filterwarnings("ignore:.*precision lowered")  # Pendulum-v1's own space
 def test_clear_errors_before_recording_on_the_robot(tmp_path, kwargs, match):
     args = {"env_id": REACH, "teleop": "spacemouse", "output_dir": str(tmp_path / "none"), "successes_needed": 1,
             **kwargs}
