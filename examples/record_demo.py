@@ -1,26 +1,29 @@
-"""Record pick-cube demonstrations by teleoperation and save the successful ones as an RLDS dataset.
+"""Record demonstrations by teleoperation and save the successful ones as an RLDS dataset, in
+franka_sim's pick-cube envs or on the real arm (any registered franka_env id).
 
     python examples/record_demo.py --teleop keyboard --render          # a person at a desktop
     python examples/record_demo.py --teleop spacemouse --render        # pip install pyspacemouse
     python examples/record_demo.py --teleop scripted --noise 0.2       # headless machines and CI
+    python examples/record_demo.py --env franka_env:FrankaReach-v0 --robot_ip 172.16.0.2 --teleop spacemouse
 
-Each attempt is one episode of --env; only the attempts that lift the cube (the env terminates
-with info["success"]) are kept, until --successes_needed of them are in --output_dir. Pressing q
-(keyboard) or Ctrl-C stops early and keeps what was recorded. The learner loads the result with
-`--preload_rlds_path DIR` (or `episodes_to_transitions(read_rlds_dataset(DIR))`).
+Each attempt is one episode of --env; only the attempts the env ends with info["success"] (cube
+lifted, target reached) are kept, until --successes_needed of them are in --output_dir. Pressing q
+(keyboard, franka_sim) or Ctrl-C stops early and keeps what was recorded. The learner loads the
+result with `--preload_rlds_path DIR` (or `episodes_to_transitions(read_rlds_dataset(DIR))`).
 
-Observations are stored exactly as the training example sees them (the env comes from the same
-serl_launcher.utils.launcher.make_env), so the demos go into its replay buffer unchanged:
+Observations are stored exactly as the training examples see them (the env comes from the same
+serl_launcher.utils.launcher.make_env), so the demos go into their replay buffers unchanged:
 PandaPickCube-v0 through gymnasium's FlattenObservation, a float32 (10,) vector in the order
 gymnasium flattens the sorted dict keys (block_pos, panda/gripper_pos, panda/tcp_pos, panda/tcp_vel);
 PandaPickCubeVision-v0 as its dict (images + state), where RLDS's '/'-joined feature paths turn the
-key "panda/tcp_pos" into nested "panda" -> "tcp_pos" (see split_slash_keys). Every episode's
+key "panda/tcp_pos" into nested "panda" -> "tcp_pos" (see split_slash_keys); FrankaReach-v0's state
+dict flattened to (23,), as examples/async_sac_franka's actor stores it. Every episode's
 episode_metadata/observation_layout spells the layout out, and the dataset's name says which it is.
 
 Transitions are SAC's {observations, actions, next_observations, rewards, masks, dones}, written
 with serl_launcher.data.rlds (RLDS's final-observation layout: N transitions are N + 1 steps).
 
-Keyboard teleop reads the terminal in cbreak mode (keys arrive without Enter, Ctrl-C still works):
+franka_sim keyboard teleop reads the terminal in cbreak mode (keys arrive without Enter, Ctrl-C works):
     w / s  +x / -x (away from / back to the robot base)    a / d  +y / -y (left / right from behind it)
     r / f  up / down        space  open or close the gripper
     Enter  give up this attempt (it is discarded)          q  stop and save
@@ -29,16 +32,23 @@ when --render opens the MuJoCo viewer. Without a viewer the status line shows th
 Human teleop steps the env --hz times per second (10: a 100-step episode lasts 10 s), so people
 can follow; the scripted expert runs as fast as it can unless --render is on.
 
+The robot (franka_env ids, --robot_ip; --realtime_ignore for franky-sim only) steps at its own
+control rate, 50 Hz, for people and the scripted expert alike (the env's rate keeper; no --hz).
+The SpaceMouse and keyboard are franka_env's devices with the HIL intervention mapping (velocities
+in the operator's frame, --operator_yaw; left button / c closes the gripper, right button / v
+opens it); see record_demo_teleop.py. Attempts end on success or at the env's time limit (300
+steps, 6 s, for FrankaReach-v0); Ctrl-C stops the arm first, then saves. `--teleop scripted` is
+the task's expert from franka_env.experts (FrankaReach-v0 has one).
+
 The vision env renders offscreen: set MUJOCO_GL=egl on machines without a display.
 """
 from __future__ import annotations
 
+import contextlib
 import os
-import select
+import re
 import sys
-import termios
 import time
-import tty
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -46,30 +56,15 @@ import franka_sim  # noqa: F401  (registers the environments)
 import gymnasium as gym
 import numpy as np
 from absl import app, flags
-from franka_sim.experts import PickCubeExpert
+from record_demo_teleop import TELEOPS, DemoError, check_teleop, env_observation, make_teleop
 from tqdm import tqdm
 
 from serl_launcher.data.rlds import RLDSWriter, transitions_to_episode
 from serl_launcher.utils import launcher
 
 STATE_ENV, VISION_ENV = "PandaPickCube-v0", "PandaPickCubeVision-v0"
-DATASET_NAMES = {STATE_ENV: "panda_pick_cube_flat_state", VISION_ENV: "panda_pick_cube_vision"}
-TELEOPS = ("keyboard", "spacemouse", "scripted")
-KEY_STEP = 1.0 / 3.0  # action units per key press: 1 cm of the env's 3 cm per unit
-MOVE_KEYS = {"w": (0, 1.0), "s": (0, -1.0), "a": (1, 1.0), "d": (1, -1.0), "r": (2, 1.0), "f": (2, -1.0)}
-SPACEMOUSE_DEADZONE = 0.1  # |axis| below this is noise from a puck at rest
-
-
-class DemoError(Exception):
-    """A problem the operator can fix (bad directory, missing device or terminal): no traceback."""
-
-
-class Command(NamedTuple):
-    """One step of teleoperation: the action, and whether to end the attempt or the whole session."""
-
-    action: np.ndarray
-    end_episode: bool = False
-    quit: bool = False
+SIM_ENVS = (STATE_ENV, VISION_ENV)  # every other --env is a franka_env robot env
+DEFAULT_HZ = 10.0
 
 
 class Summary(NamedTuple):
@@ -79,139 +74,57 @@ class Summary(NamedTuple):
     stopped_by_operator: bool
 
 
-# -- teleoperation ---------------------------------------------------------------------------------
-def keys_to_command(keys: str, gripper_closed: bool) -> Command:
-    """The command for the keys pressed during one step (see the module docstring for the map).
-
-    Motion keys add up per axis (a held key repeats), clipped to [-1, 1]; each space toggles the
-    gripper, whose new state is action[3] > 0. Other keys, uppercase included (arrow keys send
-    escape sequences ending in A-D), are ignored.
-    """
-    action = np.zeros(4, dtype=np.float32)
-    for key in keys:
-        if key in MOVE_KEYS:
-            axis, sign = MOVE_KEYS[key]
-            action[axis] += sign * KEY_STEP
-        elif key == " ":
-            gripper_closed = not gripper_closed
-    action[:3] = np.clip(action[:3], -1.0, 1.0)
-    action[3] = 1.0 if gripper_closed else -1.0
-    return Command(action, end_episode="\n" in keys or "\r" in keys, quit="q" in keys)
-
-
-def spacemouse_to_action(x: float, y: float, z: float, gripper_closed: bool) -> np.ndarray:
-    """pyspacemouse's default axes (x right, y away from the operator, z up) for an operator behind
-    the robot: pushing the puck away moves the TCP to +x, right to -y, up to +z."""
-    move = np.array([y, -x, z], dtype=np.float32)
-    move[np.abs(move) < SPACEMOUSE_DEADZONE] = 0.0
-    return np.append(np.clip(move, -1.0, 1.0), 1.0 if gripper_closed else -1.0).astype(np.float32)
-
-
-class ScriptedTeleop:
-    """franka_sim's PickCubeExpert with Gaussian action noise; in the vision env it is handed the
-    cube position, which the camera observations hide."""
-
-    def __init__(self, env: gym.Env, noise: float, seed: int):
-        self._env = env
-        self._expert = PickCubeExpert(env.unwrapped.observation_space, noise_std=noise, seed=seed)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        return None
-
-    def reset(self) -> None:
-        """Nothing to reset: the expert is a function of the observation."""
-
-    def act(self, obs) -> Command:
-        if isinstance(obs, Mapping) and "block_pos" not in obs["state"]:
-            obs = {"state": {**obs["state"], "block_pos": self._env.unwrapped.block_pos}}
-        return Command(self._expert.act(obs))
-
-
-class KeyboardTeleop:
-    """Keys from the controlling terminal, read without blocking once per step."""
-
-    def __init__(self):
-        if not sys.stdin.isatty():
-            raise DemoError("--teleop keyboard needs an interactive terminal on stdin; "
-                            "use --teleop scripted on headless machines")
-        self._fd = sys.stdin.fileno()
-        self._saved = None
-        self._closed = False
-
-    def __enter__(self):
-        self._saved = termios.tcgetattr(self._fd)
-        tty.setcbreak(self._fd)  # unlike raw mode, keeps Ctrl-C and output newlines working
-        tqdm.write("keys: w/s a/d r/f move x/y/z, space gripper, Enter give up the attempt, q stop and save")
-        return self
-
-    def __exit__(self, *exc_info):
-        termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)
-
-    def reset(self) -> None:
-        self._closed = False
-
-    def act(self, obs) -> Command:
-        keys = ""
-        while select.select([self._fd], [], [], 0)[0]:
-            keys += os.read(self._fd, 64).decode(errors="ignore")
-        command = keys_to_command(keys, self._closed)
-        self._closed = bool(command.action[3] > 0)
-        return command
-
-
-class SpaceMouseTeleop:
-    """A 3Dconnexion SpaceMouse through pyspacemouse: the puck moves the TCP, the left button
-    toggles the gripper, the right button gives up the attempt."""
-
-    def __init__(self):
-        try:
-            import pyspacemouse
-        except (ImportError, OSError) as error:  # OSError: the hidapi C library is missing
-            raise DemoError(
-                f"--teleop spacemouse needs pyspacemouse ({error}): `pip install pyspacemouse`, plus the hidapi "
-                "library (Debian/Ubuntu: `sudo apt-get install libhidapi-dev`) and read access to /dev/hidraw*"
-            ) from error
-        try:
-            device = pyspacemouse.open()  # pyspacemouse 1.x returns None when nothing is found, 2.x raises
-        except RuntimeError as error:
-            device, reason = None, str(error)
-        else:
-            reason = "no supported device found"
-        if not device:
-            raise DemoError(f"SpaceMouse not found ({reason}): plug it in and check that your user can read "
-                            "/dev/hidraw* (a udev rule), or use --teleop keyboard")
-        self._device = device
-        self._closed = False
-        self._buttons = (0, 0)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self._device.close()
-
-    def reset(self) -> None:
-        self._closed = False
-
-    def act(self, obs) -> Command:
-        state = self._device.read()
-        buttons = tuple(state.buttons[:2]) + (0,) * (2 - len(state.buttons[:2]))
-        pressed = [now and not before for now, before in zip(buttons, self._buttons)]  # rising edges only
-        self._buttons = buttons
-        self._closed ^= bool(pressed[0])
-        return Command(spacemouse_to_action(state.x, state.y, state.z, self._closed), end_episode=bool(pressed[1]))
-
-
 # -- recording --------------------------------------------------------------------------------------
-def make_env(env_id: str, render: bool) -> gym.Env:
-    """The env exactly as the training example builds it (launcher.make_env): state observations
-    flattened, vision ones kept as dicts."""
-    if env_id not in DATASET_NAMES:
-        raise DemoError(f"--env must be one of {sorted(DATASET_NAMES)}, got {env_id!r}")
-    return launcher.make_env(env_id, render_mode="human" if render else None)
+def is_robot(env_id: str) -> bool:
+    """franka_sim's two envs are simulated; any other --env must be a franka_env robot env."""
+    return env_id not in SIM_ENVS
+
+
+def make_env(env_id: str, render: bool = False, env_kwargs: Mapping | None = None) -> gym.Env:
+    """The env exactly as the training examples build it (launcher.make_env): state observations
+    flattened, vision ones kept as dicts. A robot env connects to the arm (env_kwargs: robot_ip, ...)."""
+    if not is_robot(env_id):
+        return launcher.make_env(env_id, render_mode="human" if render else None, **(env_kwargs or {}))
+    franka_env = _franka_env()
+    if render:
+        raise DemoError("--render is for franka_sim's envs; the robot env has no viewer")
+    try:
+        env = launcher.make_env(env_id, **(env_kwargs or {}))
+    except gym.error.Error as error:
+        raise DemoError(f"--env must be one of {SIM_ENVS} or a franka_env id such as franka_env:FrankaReach-v0, "
+                        f"got {env_id!r} ({error})") from error
+    except (TypeError, ValueError, franka_env.RobotError) as error:  # bad arguments, no arm at robot_ip
+        raise DemoError(f"{env_id}: {error}") from error
+    if not isinstance(env.unwrapped, franka_env.FrankaEnv):
+        env.close()
+        raise DemoError(f"--env {env_id!r} is neither one of {SIM_ENVS} nor a franka_env robot env")
+    return env
+
+
+def robot_env_kwargs(env_id: str, robot_ip: str | None, realtime_ignore: bool) -> dict:
+    """The command line's arm arguments for make_env; only robot envs take them, and need robot_ip."""
+    if not is_robot(env_id):
+        if robot_ip or realtime_ignore:
+            raise DemoError(f"--robot_ip and --realtime_ignore are for franka_env envs, not {env_id}")
+        return {}
+    if not robot_ip:
+        raise DemoError(f"--env {env_id} drives an arm: give its address with --robot_ip")
+    return {"robot_ip": robot_ip, "realtime_ignore": realtime_ignore}
+
+
+def _franka_env():
+    try:
+        import franka_env
+    except ImportError as error:
+        raise DemoError(f"robot envs need franka_env's dependencies ({error}): pip install -e '.[robot]'") from error
+    return franka_env
+
+
+def dataset_name(env_id: str, flat: bool) -> str:
+    """snake_case of the env's name, "_flat_state" added for flattened observations:
+    PandaPickCube-v0 -> panda_pick_cube_flat_state, PandaPickCubeVision-v0 -> panda_pick_cube_vision."""
+    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", env_id.split(":")[-1].split("-v")[0]).lower()
+    return f"{name}_flat_state" if flat else name
 
 
 def observation_layout(env: gym.Env) -> str:
@@ -252,45 +165,43 @@ def split_slash_keys(tree):
     return nested
 
 
-def make_teleop(name: str, env: gym.Env, noise: float, seed: int):
-    if name == "scripted":
-        return ScriptedTeleop(env, noise, seed)
-    if noise:
-        raise DemoError("--noise only applies to --teleop scripted")
-    if name == "keyboard":
-        return KeyboardTeleop()
-    if name == "spacemouse":
-        return SpaceMouseTeleop()
-    raise DemoError(f"--teleop must be one of {TELEOPS}, got {name!r}")
-
-
 def record_demos(env_id: str, teleop: str, output_dir: str, successes_needed: int, seed: int = 0,
-                 noise: float = 0.0, render: bool = False, hz: float = 10.0,
-                 max_attempts: int | None = None) -> Summary:
+                 noise: float = 0.0, render: bool = False, hz: float | None = None,
+                 max_attempts: int | None = None, env_kwargs: Mapping | None = None,
+                 operator_yaw: float = 0.0) -> Summary:
     """Runs attempts until `successes_needed` succeed (or the operator stops, or `max_attempts`) and
-    writes the successful ones to a new RLDS dataset at `output_dir`; writes nothing if none did."""
+    writes the successful ones to a new RLDS dataset at `output_dir`; writes nothing if none did.
+    `hz` paces franka_sim for people (default 10); a robot env keeps its own rate. `env_kwargs` go
+    to gymnasium.make (robot_ip, realtime_ignore, control, ... for a robot env)."""
     if os.path.exists(output_dir):
         raise DemoError(f"{output_dir} already exists: record into a new directory (or delete it first)")
     if successes_needed < 1:
         raise DemoError(f"--successes_needed must be >= 1, got {successes_needed}")
-    if noise < 0:
-        raise DemoError(f"--noise must be >= 0, got {noise}")
+    robot = is_robot(env_id)
+    check_teleop(teleop, robot, noise, operator_yaw)
+    if robot and hz is not None:
+        raise DemoError("--hz is for franka_sim's envs: a robot env steps at its own control rate")
+    hz = DEFAULT_HZ if hz is None else hz
     if hz <= 0:
         raise DemoError(f"--hz must be positive, got {hz}")
 
-    env = make_env(env_id, render)
+    env = make_env(env_id, render, env_kwargs)
     human = teleop != "scripted"
-    period = 1.0 / hz if human or render else 0.0
+    period = 1.0 / hz if not robot and (human or render) else 0.0
+    flat = isinstance(env, gym.wrappers.FlattenObservation)
     metadata = {
         "env_id": np.array(env_id.encode()),
         "observation_layout": np.array(observation_layout(env).encode()),
         "teleop": np.array(f"{teleop} noise_std={noise}".encode() if teleop == "scripted" else teleop.encode()),
     }
+    # Ctrl-C / SIGTERM stop the arm before interrupting; failures to recover it end the session.
+    stop_arm = _franka_env().stop_on_signals(env) if robot else contextlib.nullcontext()
+    arm_errors = (_franka_env().RobotError,) if robot else ()
     successes = attempts = transitions = 0
     stopped = False
     try:
-        with make_teleop(teleop, env, noise, seed) as operator, \
-                RLDSWriter(output_dir, name=DATASET_NAMES[env_id]) as writer, \
+        with make_teleop(teleop, env, robot, noise, seed, operator_yaw) as operator, stop_arm, \
+                RLDSWriter(output_dir, name=dataset_name(env_id, flat)) as writer, \
                 tqdm(total=successes_needed, desc="successes", unit="demo") as progress:
             try:
                 while successes < successes_needed and (max_attempts is None or attempts < max_attempts):
@@ -311,6 +222,9 @@ def record_demos(env_id: str, teleop: str, output_dir: str, successes_needed: in
                     progress.set_postfix_str(f"attempts={attempts}")
             except KeyboardInterrupt:
                 stopped = True
+            except arm_errors as error:
+                raise DemoError(f"the arm failed ({error}); the {successes} successful attempts before it are "
+                                f"kept in {output_dir}") from error
     finally:
         env.close()
         if os.path.isdir(output_dir) and not os.listdir(output_dir):
@@ -341,8 +255,10 @@ def _attempt(env: gym.Env, operator, seed: int | None, period: float, status: tq
 
 
 def _status(env: gym.Env, obs, step: int, reward: float, info: dict) -> str:
-    state = (gym.spaces.unflatten(env.env.observation_space, obs) if isinstance(env, gym.wrappers.FlattenObservation)
-             else obs)["state"]
+    state = env_observation(env, obs)["state"]
+    if "tcp_pose" in state:  # the robot: the TCP and the task's own entries (a reach target, ...)
+        task = "".join(f" {key} {np.round(state[key], 3)}" for key in env.unwrapped.task.observation_space)
+        return f"step {step} tcp {np.round(state['tcp_pose'][:3], 3)}{task} reward {reward:.3f}"
     tcp, cube = state["panda/tcp_pos"], env.unwrapped.block_pos
     return (f"step {step} tcp {np.round(tcp, 3)} cube {np.round(cube, 3)} gripper "
             f"{state['panda/gripper_pos'][0]:.2f}{' grasp' if info['grasp'] else ''} reward {reward:.2f}")
@@ -354,27 +270,35 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     """Called from __main__ only, so that importing this file (tests) defines no global flags."""
-    flags.DEFINE_enum("env", STATE_ENV, sorted(DATASET_NAMES), "Environment to record in.")
+    flags.DEFINE_string("env", STATE_ENV, f"Environment to record in: one of {SIM_ENVS} (franka_sim), or a "
+                        "franka_env id such as franka_env:FrankaReach-v0 (the arm; needs --robot_ip).")
     flags.DEFINE_enum("teleop", None, TELEOPS, "Who drives: keyboard (default with a terminal), spacemouse, "
                       "or the scripted expert (default without one).")
     flags.DEFINE_integer("successes_needed", 20, "Successful episodes to record.")
     flags.DEFINE_string("output_dir", None, "New dataset directory "
                         "(default runs/demos/<env>_<successes_needed>_demos_<timestamp>).")
-    flags.DEFINE_integer("seed", 0, "Seeds the env's cube placements and the scripted expert's noise.")
+    flags.DEFINE_integer("seed", 0, "Seeds the env's resets (cube placements, reach targets) and the expert's noise.")
     flags.DEFINE_float("noise", 0.0, "Std of Gaussian noise on the scripted expert's motion (action units).")
-    flags.DEFINE_bool("render", False, "Show the MuJoCo viewer (needs a display).")
-    flags.DEFINE_float("hz", 10.0, "Env steps per second of wall-clock time for human teleop and --render.")
+    flags.DEFINE_bool("render", False, "Show the MuJoCo viewer (franka_sim; needs a display).")
+    flags.DEFINE_float("hz", None, f"franka_sim: env steps per second for human teleop and --render (default "
+                       f"{DEFAULT_HZ:g}). Robot envs keep their own control rate.")
     flags.DEFINE_integer("max_attempts", None, "Give up after this many attempts (default: never).")
+    flags.DEFINE_string("robot_ip", None, "Robot envs: the arm's (or franky-sim's) address.")
+    flags.DEFINE_bool("realtime_ignore", False, "Robot envs: connect without a real-time kernel (simulators only).")
+    flags.DEFINE_float("operator_yaw", 0.0, "Robot keyboard / spacemouse: the direction the operator faces, "
+                       "radians from the base's x axis (0: standing behind the robot).")
 
 
 def main(argv) -> None:
     del argv
     teleop = FLAGS.teleop or ("keyboard" if sys.stdin.isatty() else "scripted")
+    env_name = FLAGS.env.split(":")[-1]  # no "franka_env:" in the directory name
     output_dir = FLAGS.output_dir or os.path.join(
-        "runs", "demos", f"{FLAGS.env}_{FLAGS.successes_needed}_demos_{time.strftime('%Y-%m-%d_%H-%M-%S')}")
+        "runs", "demos", f"{env_name}_{FLAGS.successes_needed}_demos_{time.strftime('%Y-%m-%d_%H-%M-%S')}")
     try:
+        env_kwargs = robot_env_kwargs(FLAGS.env, FLAGS.robot_ip, FLAGS.realtime_ignore)
         summary = record_demos(FLAGS.env, teleop, output_dir, FLAGS.successes_needed, FLAGS.seed, FLAGS.noise,
-                               FLAGS.render, FLAGS.hz, FLAGS.max_attempts)
+                               FLAGS.render, FLAGS.hz, FLAGS.max_attempts, env_kwargs, FLAGS.operator_yaw)
     except DemoError as error:
         sys.exit(f"record_demo: {error}")
     if not summary.successes:

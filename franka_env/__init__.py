@@ -1,5 +1,6 @@
-"""The real Franka robot: FrankaEnv on franky-control (libfranka), its safety limits, tasks,
-cameras and SpaceMouse intervention. Importing the package registers the envs with gymnasium:
+"""The real Franka robot: FrankaEnv on franky-control (libfranka), its safety limits, tasks and
+their scripted experts (franka_env.experts), cameras and SpaceMouse intervention. Importing the
+package registers the envs with gymnasium:
 
     FrankaReach-v0          ReachTask: move the TCP to a sampled target (runs against franky-sim)
     FrankaPegInsertion-v0   PoseThresholdTask: reach a measured target pose within thresholds

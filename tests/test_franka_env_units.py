@@ -1,6 +1,6 @@
 """franka_env's logic without a robot: rate keeping, safety clipping, gripper hysteresis and its
-worker threads, tasks, poses, cameras, teleoperation devices and the intervention wrapper, signal
-handling. The same code against franky-sim: tests/test_franka_env_sim.py."""
+worker threads, tasks and their scripted experts, poses, cameras, teleoperation devices and the
+intervention wrapper, signal handling. The same code against franky-sim: tests/test_franka_env_sim.py."""
 import itertools
 import os
 import signal
@@ -18,7 +18,8 @@ from franka_env import arm as arm_module
 from franka_env.arm import ArmState
 from franka_env.cameras import (BackgroundCapture, Camera, CameraError, CameraRig, Frame, MujocoCamera,
                                 RealSenseCamera, StaleFrameError, fit_image)
-from franka_env.env import ControlConfig
+from franka_env.env import ControlConfig, FrankaEnv
+from franka_env.experts import ReachExpert, scripted_expert
 from franka_env.gripper import GripperController, GripperError, GripperHysteresis
 from franka_env.intervention import KeyboardTeleop, SpaceMouse, SpaceMouseIntervention, TeleopReading
 from franka_env.poses import as_pose, rotation_error, yaw_rotated
@@ -276,6 +277,53 @@ def test_pose_threshold_task_is_serls_binary_pose_reward():
     assert task.evaluate(arm_state(target[:3], tilted)) == (0.0, False)
     with pytest.raises(ValueError):
         PoseThresholdTask(target, position_threshold=(0.01, 0.01))
+
+
+def _reach_observation(tcp, target):
+    return {"state": {"tcp_pose": np.r_[tcp, DOWN].astype(np.float32), "target_pos": np.asarray(target, np.float32)}}
+
+
+def test_reach_expert_is_a_clipped_p_controller_toward_the_target():
+    expert = ReachExpert(FrankaEnv.spaces(ReachTask())[1])
+    action = expert.act(_reach_observation([0.45, 0.0, 0.40], [0.46, -0.005, 0.30]))
+    assert action.dtype == np.float32 and action.shape == (4,)
+    np.testing.assert_allclose(action, [0.4, -0.2, -1.0, -1.0], atol=1e-5)  # 40 per metre, z clipped, gripper open
+    rotating = ReachExpert(FrankaEnv.spaces(ReachTask(), ControlConfig(rotation_scale=0.3))[1])
+    np.testing.assert_allclose(rotating.act(_reach_observation([0.45, 0, 0.4], [0.45, 0.01, 0.4])),
+                               [0, 0.4, 0, 0, 0, 0, -1.0], atol=1e-5)  # no rotation
+    for bad in ({"gain": 0.0}, {"noise_std": -0.1}):
+        with pytest.raises(ValueError):
+            ReachExpert(FrankaEnv.spaces(ReachTask())[1], **bad)
+    with pytest.raises(ValueError, match="shape"):
+        ReachExpert(gym.spaces.Box(-1, 1, (3,), np.float32))
+
+
+def test_reach_expert_reaches_targets_at_the_envs_speed_and_noise_is_seeded():
+    """Integrates the expert's velocities as FrankaEnv commands them (action_scale m/s, 50 Hz):
+    every sampled target is reached within ReachTask's success distance well inside 300 steps."""
+    control, task = ControlConfig(), ReachTask()
+    for seed in range(5):
+        expert = ReachExpert(FrankaEnv.spaces(task)[1], noise_std=0.3, seed=seed)
+        tcp = np.array([0.46, 0.0, 0.40])  # about the home pose
+        task.reset(np.random.default_rng(seed), np.r_[tcp, DOWN])
+        for step in range(300):
+            action = expert.act(_reach_observation(tcp, task.target))
+            assert np.all(np.abs(action) <= 1.0)
+            tcp = tcp + action[:3] * control.action_scale * control.control_dt
+            if task.evaluate(arm_state(tcp))[1]:
+                break
+        assert step < 150, (seed, step)
+    noisy = [ReachExpert(FrankaEnv.spaces(task)[1], noise_std=0.3, seed=s).act(_reach_observation(tcp, tcp))
+             for s in (0, 0, 1)]
+    np.testing.assert_array_equal(noisy[0], noisy[1])
+    assert not np.array_equal(noisy[0], noisy[2])
+
+
+def test_scripted_expert_picks_the_tasks_expert():
+    action_space = FrankaEnv.spaces(ReachTask())[1]
+    assert isinstance(scripted_expert(ReachTask(), action_space), ReachExpert)
+    with pytest.raises(ValueError, match="no scripted expert for PoseThresholdTask.*ReachTask"):
+        scripted_expert(PoseThresholdTask(np.r_[0.5, 0.0, 0.2, DOWN]), action_space)
 
 
 # -- cameras --------------------------------------------------------------------------------------

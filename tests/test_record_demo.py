@@ -1,6 +1,5 @@
 """examples/record_demo.py: scripted recording to RLDS, the shipped demos/ dataset, the CLI's guards
 and the teleop mappings (the terminal and the SpaceMouse themselves are not exercised)."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,6 +12,7 @@ import pytest
 
 from franka_sim.pick_cube import SUCCESS_LIFT
 from serl_launcher.data.rlds import episodes_to_transitions, read_rlds_dataset
+from tests.helpers import import_example
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "record_demo.py"
@@ -21,14 +21,8 @@ STATE_LEAVES = {"state/block_pos": (3,), "state/panda/gripper_pos": (1,), "state
                 "state/panda/tcp_vel": (3,)}
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("record_demo", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-rd = _load_script()
+rd = import_example("record_demo")
+teleop = import_example("record_demo_teleop")
 DICT_SPACE = gym.make("PandaPickCube-v0").observation_space  # what FlattenObservation flattens
 
 
@@ -121,7 +115,7 @@ class _GivesUp:
         pass
 
     def act(self, obs):
-        return rd.Command(np.zeros(4, np.float32), end_episode=True, quit=self.quit)
+        return teleop.Command(np.zeros(4, np.float32), end_episode=True, quit=self.quit)
 
 
 @pytest.mark.parametrize("quit", [False, True])
@@ -219,7 +213,7 @@ def test_cli_keyboard_without_a_terminal_is_a_clear_error(tmp_path):
 def test_spacemouse_without_pyspacemouse_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "pyspacemouse", None)  # makes `import pyspacemouse` fail
     with pytest.raises(rd.DemoError, match="pip install pyspacemouse"):
-        rd.SpaceMouseTeleop()
+        teleop.SpaceMouseTeleop()
 
 
 @pytest.mark.parametrize(
@@ -244,7 +238,7 @@ def test_spacemouse_without_pyspacemouse_says_how_to_install(monkeypatch):
     ],
 )
 def test_keys_to_command(keys, closed, action, end, quit):
-    command = rd.keys_to_command(keys, closed)
+    command = teleop.keys_to_command(keys, closed)
     np.testing.assert_allclose(command.action, action, atol=1e-7)
     assert command.action.dtype == np.float32
     assert (command.end_episode, command.quit) == (end, quit)
@@ -266,7 +260,7 @@ def test_key_presses_can_pick_the_cube():
             keys = "".join((plus if n > 0 else minus) * abs(n) for (plus, minus), n in
                            zip(["ws", "ad", "rf"], np.clip(np.round(target / 0.01), -3, 3).astype(int)))
             keys += " " if np.linalg.norm(to_cube) < 0.01 else ""
-        command = rd.keys_to_command(keys, closed)
+        command = teleop.keys_to_command(keys, closed)
         closed = bool(command.action[3] > 0)
         obs, _, terminated, truncated, info = env.step(command.action)
         if terminated or truncated:
@@ -275,6 +269,6 @@ def test_key_presses_can_pick_the_cube():
 
 
 def test_spacemouse_to_action():
-    np.testing.assert_allclose(rd.spacemouse_to_action(0.0, 0.8, 0.0, False), [0.8, 0, 0, -1])  # away: +x
-    np.testing.assert_allclose(rd.spacemouse_to_action(0.5, 0.0, -0.3, True), [0, -0.5, -0.3, 1])  # right: -y
-    np.testing.assert_allclose(rd.spacemouse_to_action(0.05, -0.05, 0.02, False), [0, 0, 0, -1])  # dead zone
+    np.testing.assert_allclose(teleop.spacemouse_to_action(0.0, 0.8, 0.0, False), [0.8, 0, 0, -1])  # away: +x
+    np.testing.assert_allclose(teleop.spacemouse_to_action(0.5, 0.0, -0.3, True), [0, -0.5, -0.3, 1])  # right: -y
+    np.testing.assert_allclose(teleop.spacemouse_to_action(0.05, -0.05, 0.02, False), [0, 0, 0, -1])  # dead zone
