@@ -4,7 +4,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # robot-test: franky + franky-sim, so the robot tests drive a simulated arm through libfranka's protocol.
-EXTRAS ?= dev,rlds,robot-test
+# envs: dm-control and box2d, for the classic pixel benchmarks (classic_envs).
+EXTRAS ?= dev,rlds,robot-test,envs
 
 .PHONY: train test install
 

@@ -47,7 +47,7 @@ setup(
     description="Sample-efficient robot reinforcement learning in JAX: asynchronous SAC learner/actor, "
     "ZeroMQ transport, MuJoCo Franka environments and the real Franka robot.",
     python_requires=">=3.10",
-    packages=find_packages(include=["serl_launcher*", "franka_sim*", "franka_env*"]),
+    packages=find_packages(include=["serl_launcher*", "franka_sim*", "franka_env*", "classic_envs*"]),
     package_data={"franka_sim": ["assets/*.xml"]},
     install_requires=CORE,
     extras_require=EXTRAS,

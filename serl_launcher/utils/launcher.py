@@ -28,14 +28,18 @@ def make_sac_agent(seed: int, sample_obs, sample_action, discount: float = 0.99,
 
 def make_drq_agent(seed: int, sample_obs, sample_action, image_keys=(), encoder_type: str = "small",
                    discount: float = 0.96, critic_ensemble_size: int = 10, critic_subsample_size: int | None = 2,
-                   hidden_dims=(256, 256), pretrained_weights: str | None = None, **config_overrides) -> DrQAgent:
+                   hidden_dims=(256, 256), pretrained_weights: str | None = None, latent_dim: int | None = None,
+                   **config_overrides) -> DrQAgent:
     """SERL's pixel agent: an image encoder per camera + projected state, [256, 256] tanh MLPs with
     LayerNorm, REDQ ensemble 10 / subsample 2, alpha0 = 1e-2, random shifts of 4 pixels.
 
     image_keys: cameras by leaf path or last key, e.g. ("front", "wrist"); () encodes every image.
+    latent_dim: features per camera (default 256; 50 for encoder_type "sac_ae" as in SAC-AE).
     """
     network = NetworkConfig(tuple(int(d) for d in hidden_dims), "tanh", use_layer_norm=True)
-    encoder = EncoderConfig(encoder_type, tuple(image_keys), pretrained_weights=pretrained_weights)
+    latent_dim = latent_dim or (50 if encoder_type == "sac_ae" else 256)
+    encoder = EncoderConfig(encoder_type, tuple(image_keys), bottleneck_dim=latent_dim,
+                            pretrained_weights=pretrained_weights)
     config = DrQConfig(policy_network=network, critic_network=network, critic_ensemble_size=critic_ensemble_size,
                        critic_subsample_size=critic_subsample_size, discount=discount, temperature_init=1e-2,
                        encoder=encoder, **config_overrides)
