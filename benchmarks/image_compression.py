@@ -13,14 +13,15 @@ Two steps, because the codecs are not dependencies of this project (never instal
 What `measure` compresses: the unit the transport would compress, one message of `--batch` (30)
 transitions as TrainerClient sends them (columns: every row's obs frames, then every row's next_obs
 frames; obs and next_obs of consecutive steps share frames), and, for reference, single frames. The
-same frames with sensor-like noise (Gaussian, sigma `--noise` grey levels) bracket real cameras,
+same frames with sensor-like noise (Gaussian, sigma `--noise` grey levels: 1 and 2) bracket real cameras,
 whose noise rendered frames lack. Speeds are single-threaded, medians of `--repeats`.
 
 The link model (stated, not a measurement of a link): one actor's update() is a blocking request /
 reply, so compressing on the actor, sending and decompressing on the learner add up per transition:
     raw:        t = fixed + bytes / bandwidth
     compressed: t = fixed + bytes / compress_speed + (bytes / ratio) / bandwidth + bytes / decompress_speed
-delivered transitions/s = 1 / t. `fixed` is the transport's per-transition cost that does not depend
+delivered transitions/s = 1 / t. "frames once" sends each distinct frame of a message once (obs and
+next_obs of consecutive steps share frames; no codec, no CPU), alone and before a codec. `fixed` is the transport's per-transition cost that does not depend
 on the bytes (`--fixed_us`, from the 10-float transitions of transport_throughput.py: 1 / its
 transitions/s). Loopback is modelled as a link whose bandwidth makes the raw model equal the
 measured loopback rate of image_transport.py (`--loopback_rate`).
@@ -86,30 +87,36 @@ def record_frames(random_steps: int = 200, expert_steps: int = 200, seed: int = 
             "episode": np.asarray(episodes), "policy": np.asarray(policies)}
 
 
-def load_frames(path: str | None, noise: float, seed: int = 0) -> dict:
-    """Recorded frames (or, without a file, rendered now), plus a noisy copy under "noisy"."""
+def load_frames(path: str | None, noises=(), seed: int = 0) -> dict:
+    """{"sets": {"sim": the recorded frames (or, without a file, rendered now), "noisy s": the same plus
+    Gaussian noise of sigma s grey levels, for each s}, each {camera: (N, H, W, 3) uint8}, "episode", "policy"}."""
     data = dict(np.load(path)) if path else record_frames()
     rng = np.random.default_rng(seed)
-    noisy = {}
-    for camera in CAMERAS:
-        grain = rng.normal(0.0, noise, size=data[camera].shape)
-        noisy[camera] = np.clip(data[camera] + grain, 0, 255).astype(np.uint8)
-    data["noisy"] = noisy
-    return data
+    sets = {"sim": {camera: data[camera] for camera in CAMERAS}}
+    for noise in noises:
+        sets[f"noisy {noise:g}"] = {
+            camera: np.clip(data[camera] + rng.normal(0.0, noise, size=data[camera].shape), 0, 255).astype(np.uint8)
+            for camera in CAMERAS}
+    return {"sets": sets, "episode": data["episode"], "policy": data["policy"]}
 
 
-def transition_messages(frames: dict, episode: np.ndarray, batch: int) -> list:
+def transition_messages(frames: dict, episode: np.ndarray, batch: int, frames_once: bool = False) -> list:
     """Raw image bytes of consecutive messages of `batch` transitions, laid out as the transport's column
-    batches are: per field (observations, next_observations), per camera, the rows' frames in order."""
+    batches are: per field (observations, next_observations), per camera, the rows' frames in order.
+
+    frames_once: each distinct frame once instead (per camera, the frames of obs and next_obs in step
+    order: next_obs of one step is obs of the next within an episode), what a transport that knew
+    the two share frames would send."""
     starts = [t for t in range(len(episode) - 1) if episode[t] == episode[t + 1]]  # obs t -> next_obs t+1
     messages = []
     for i in range(0, len(starts) - batch + 1, batch):
         rows = np.asarray(starts[i:i + batch])
-        parts = []
-        for offset in (0, 1):  # observations, next_observations
-            for camera in CAMERAS:
-                parts.append(np.ascontiguousarray(frames[camera][rows + offset]).tobytes())
-        messages.append(b"".join(parts))
+        if frames_once:
+            groups = [np.unique(np.concatenate([rows, rows + 1]))]
+        else:
+            groups = [rows, rows + 1]  # observations, next_observations
+        messages.append(b"".join(np.ascontiguousarray(frames[camera][index]).tobytes()
+                                 for index in groups for camera in CAMERAS))
     return messages
 
 
@@ -157,13 +164,10 @@ def measure_codec(compress, decompress, units: list, repeats: int) -> dict:
             "decompress_MBps": raw / statistics.median(decompress_s) / 1e6}
 
 
-def delivered_rate(bytes_per_transition: float, bandwidth: float, fixed_s: float, codec: dict | None) -> float:
-    """Transitions/s of one actor under the serial model of the module docstring."""
-    if codec is None:
-        return 1.0 / (fixed_s + bytes_per_transition / bandwidth)
-    return 1.0 / (fixed_s + bytes_per_transition / (codec["compress_MBps"] * 1e6)
-                  + bytes_per_transition / codec["ratio"] / bandwidth
-                  + bytes_per_transition / (codec["decompress_MBps"] * 1e6))
+def delivered_rate(wire_bytes: float, cpu_s: float, bandwidth: float, fixed_s: float) -> float:
+    """Transitions/s of one actor under the serial model of the module docstring, from the bytes each
+    transition puts on the link and the codec CPU time it costs (compress + decompress)."""
+    return 1.0 / (fixed_s + cpu_s + wire_bytes / bandwidth)
 
 
 # --------------------------------------------------------------------------- main
@@ -184,48 +188,58 @@ def cmd_measure(args) -> None:
     if not found:
         raise SystemExit("neither lz4 nor zstandard is importable: run with a venv that has them (see --help)")
     data = load_frames(args.frames, args.noise)
-    episode, policy = data["episode"], data["policy"]
+    episode, policy, sets = data["episode"], data["policy"], data["sets"]
     same_run.print_header("Camera-frame compression for the transport (lz4, zstd) and a link model", [
         f"frames: {args.frames or 'rendered now'}: {len(episode)} per camera ({', '.join(CAMERAS)}, "
-        f"{'x'.join(map(str, data[CAMERAS[0]].shape[1:]))} uint8), {int((policy == 'random').sum())} random-action and "
-        f"{int((policy == 'expert').sum())} expert steps; 'noisy': + Gaussian noise sigma {args.noise} grey levels",
+        f"{'x'.join(map(str, sets['sim'][CAMERAS[0]].shape[1:]))} uint8), {int((policy == 'random').sum())} random-action "
+        f"and {int((policy == 'expert').sum())} expert steps; 'noisy s': the same + Gaussian noise of sigma s grey levels "
+        f"(rendered frames have none; real cameras do)",
         f"unit 'message': {args.batch} transitions (obs + next_obs frames of both cameras) as TrainerClient "
         f"batches them; 'frame': one camera frame; single-threaded, median of {args.repeats} passes"])
-    results = {}
-    print(f"\n{'frames':<8s} {'unit':<8s} {'codec':<22s} {'ratio':>6s} {'compress MB/s':>14s} {'decompress MB/s':>16s}")
-    for label, frames in (("sim", data), ("noisy", data["noisy"])):
+    schemes = {}  # (frame set, scheme) -> (wire bytes, codec CPU s) per transition
+    print(f"\n{'frames':<9s} {'unit':<16s} {'codec':<22s} {'ratio':>6s} {'compress MB/s':>14s} {'decompress MB/s':>16s}")
+    for label, frames in sets.items():
         messages = transition_messages(frames, episode, args.batch)
+        raw = sum(map(len, messages)) / len(messages) / args.batch  # bytes per transition as sent today
+        once = transition_messages(frames, episode, args.batch, frames_once=True)
+        once_raw = sum(map(len, once)) / len(once) / args.batch
+        schemes[(label, "raw (as sent today)")] = (raw, 0.0)
+        schemes[(label, "frames once")] = (once_raw, 0.0)
+        print(f"{label:<9s} {'message, once':<16s} {'(none: frames once)':<22s} {raw / once_raw:6.2f}")
         single = [f.tobytes() for camera in CAMERAS for f in frames[camera]]
-        for unit, units in (("message", messages), ("frame", single)):
+        for unit, units, size in (("message", messages, raw), ("message, once", once, once_raw),
+                                  ("frame", single, None)):
             for name, (compress, decompress) in found.items():
                 result = measure_codec(compress, decompress, units, args.repeats)
-                results[(label, unit, name)] = result
-                print(f"{label:<8s} {unit:<8s} {name:<22s} {result['ratio']:6.2f} {result['compress_MBps']:14,.0f} "
+                ratio = result["ratio"] * (raw / size if size else 1.0)  # against the bytes sent today
+                print(f"{label:<9s} {unit:<16s} {name:<22s} {ratio:6.2f} {result['compress_MBps']:14,.0f} "
                       f"{result['decompress_MBps']:16,.0f}")
-    transition_bytes = len(transition_messages(data, episode, args.batch)[0]) / args.batch
+                if size:
+                    cpu = size / (result["compress_MBps"] * 1e6) + size / (result["decompress_MBps"] * 1e6)
+                    scheme = name if unit == "message" else f"frames once + {name}"
+                    schemes[(label, scheme)] = (size / result["ratio"], cpu)
+    transition_bytes = schemes[("sim", "raw (as sent today)")][0]
     fixed_s = args.fixed_us * 1e-6
     links = list(LINKS)
     if args.loopback_rate:
         if 1.0 / args.loopback_rate <= fixed_s:
             raise SystemExit("--loopback_rate must be below 1 / --fixed_us")
         links.append(("loopback", transition_bytes / (1.0 / args.loopback_rate - fixed_s)))
+    print(f"\n(ratio: bytes sent today / bytes after the scheme; 'message, once': frames once, then the codec)")
     print(f"\nmodel: one actor, {transition_bytes / 1e3:.1f} kB of frames per transition, fixed cost "
           f"{args.fixed_us:g} us per transition"
           + (f"; loopback = the link at which the raw model gives the measured {args.loopback_rate:,.0f}/s "
              f"({links[-1][1] / 1e6:,.0f} MB/s)" if args.loopback_rate else "; no --loopback_rate: loopback not modelled"))
-    print(f"delivered transitions/s (ratio vs raw), unit 'message':")
-    print(f"  {'frames':<8s} {'codec':<22s}" + "".join(f" {name:>18s}" for name, _ in links))
-    for label in ("sim", "noisy"):
-        row = "".join(f" {delivered_rate(transition_bytes, bw, fixed_s, None):18,.0f}" for _, bw in links)
-        print(f"  {label:<8s} {'raw (no compression)':<22s}{row}")
-        for name in found:
-            codec = results[(label, "message", name)]
-            cells = ""
-            for _, bw in links:
-                rate = delivered_rate(transition_bytes, bw, fixed_s, codec)
-                gain = rate / delivered_rate(transition_bytes, bw, fixed_s, None)
-                cells += f" {rate:11,.0f} ({gain:4.2f}x)"
-            print(f"  {label:<8s} {name:<22s}{cells}")
+    print("delivered transitions/s (x raw), per message of "
+          f"{args.batch} transitions; codec CPU = compress on the actor + decompress on the learner, single-threaded:")
+    print(f"  {'frames':<9s} {'scheme':<36s} {'kB/tr.':>7s} {'CPU us':>7s}" + "".join(f" {name:>16s}" for name, _ in links))
+    for (label, scheme), (wire, cpu) in schemes.items():
+        raw_wire, _ = schemes[(label, "raw (as sent today)")]
+        cells = ""
+        for _, bw in links:
+            rate = delivered_rate(wire, cpu, bw, fixed_s)
+            cells += f" {rate:9,.0f} ({rate / delivered_rate(raw_wire, 0.0, bw, fixed_s):4.2f}x)"
+        print(f"  {label:<9s} {scheme:<36s} {wire / 1e3:7.1f} {cpu * 1e6:7.0f}{cells}")
     print("\nThe link figures are a model from measured codec speeds and sizes, not a measurement of a link.")
 
 
@@ -241,7 +255,8 @@ def main() -> None:
     measure = commands.add_parser("measure", help="codec ratios and speeds, and the link model")
     measure.add_argument("--frames", help="an .npz from `record` (default: render now, needs franka_sim)")
     measure.add_argument("--batch", type=int, default=30, help="transitions per message (update() every 30 inserts)")
-    measure.add_argument("--noise", type=float, default=2.0, help="sensor-like noise of the 'noisy' frames, grey levels")
+    measure.add_argument("--noise", type=float, nargs="*", default=[1.0, 2.0],
+                         help="sensor-like noise of the 'noisy' frame sets, sigma in grey levels (default 1 2)")
     measure.add_argument("--repeats", type=int, default=5)
     measure.add_argument("--quick", action="store_true", help="1 pass instead of --repeats")
     measure.add_argument("--fixed_us", type=float, default=16.0,
