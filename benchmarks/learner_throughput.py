@@ -17,8 +17,15 @@ same_run.py); both sides time the same way:
      np.asarray(jax.device_get(...)) as SERL's actor does, `--latency_calls` calls after 100
      warm-up calls: p50 and p99.
 
-    python benchmarks/learner_throughput.py                     # 5 rounds, ~5-10 minutes on 2 cores
-    python benchmarks/learner_throughput.py --quick             # 2 rounds, smoke test
+Pixel rows (issue #14; `--pixel_encoders`, default small, resnet, resnet-pretrained): the DrQ agent of
+each side's make_drq_agent on {"state": 7 floats, "front", "wrist": 128x128x3 uint8}, batch 1024 =
+256 x 4, utd_ratio 4 (examples/async_drq_sim), timed the same way with 3 x 1 calls per process (a
+call takes seconds to minutes on 2 cores), and sample_actions on one image observation. What SERL
+can run of each encoder, and how, is in PEER_PIXEL_SUPPORT below and benchmarks/README.md.
+
+    python benchmarks/learner_throughput.py                     # 5 rounds; the pixel rows take hours on 2 cores
+    python benchmarks/learner_throughput.py --pixel_encoders    # state rows only, ~5-10 minutes on 2 cores
+    python benchmarks/learner_throughput.py --quick             # 2 rounds, smoke test (pixel batch 16 = 4 x 4)
     python benchmarks/learner_throughput.py --variant 'chunked={"actor_loss_gradient": "chunked"}'
 """
 from __future__ import annotations
