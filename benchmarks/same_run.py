@@ -341,6 +341,7 @@ class Group:
     role: str
     kwargs: dict
     figures: tuple
+    no_peer: str = ""  # why the peer cannot run this group (then only ours run it; no ratios)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -441,6 +442,8 @@ def run(title: str, module: str, groups: list[Group], args, peer_name: str,
         for r in range(n_rounds):
             for group in groups:
                 for person in people:
+                    if person.side == "peer" and group.no_peer:
+                        continue
                     result = _run_process(person, module, group, workdir, args.process_timeout)
                     results[group.name][r][person.name] = result
                     _print_progress(r, n_rounds, group, person, result)
@@ -452,7 +455,7 @@ def run(title: str, module: str, groups: list[Group], args, peer_name: str,
     _print_versions(results, people)
     _print_load_table(results, groups, people, n_rounds, args.max_foreign_cores)
     _print_figures(results, groups, people, peer, n_rounds, args.max_foreign_cores)
-    failed = sum("error" in rr[p.name] for rounds_ in results.values() for rr in rounds_ for p in people)
+    failed = sum("error" in rr.get(p.name, {}) for rounds_ in results.values() for rr in rounds_ for p in people)
     if failed:
         print(f"\n{failed} process(es) FAILED (their output is above); exit status 1")
         sys.stdout.flush()
@@ -495,6 +498,9 @@ def _print_load_table(results, groups, people, n_rounds, limit) -> None:
         for g, span in zip(groups, spans):
             row = ""
             for p in people:
+                if p.side == "peer" and g.no_peer:
+                    row += f"{'-':>{width}s}"
+                    continue
                 load = _foreign(results[g.name][r].get(p.name))
                 row += f"{'failed' if load is None else f'{load:.2f}' + ('*' if load > limit else ' '):>{width}s}"
             cells.append(row.rjust(span))
@@ -521,20 +527,23 @@ def _print_figures(results, groups, people, peer, n_rounds, limit) -> None:
     else:
         print(f"\nour figures alone (peer not measured), medians over the kept rounds:")
         print(f"  {'figure':<{label_w}s} {'row':<{name_w}s} {'ours':>10s} {'range':>21s}  rounds kept")
-    flagged = []
+    flagged, unmatched = [], []
     for group in groups:
+        versus = None if group.no_peer else peer  # the peer of this group's rows, if it ran them
+        if peer and group.no_peer:
+            unmatched.append(f"{group.name}: {group.no_peer}")
         for figure in group.figures:
             for person in ours_people:
                 pairs, loaded, failed = [], [], 0
                 for r in range(n_rounds):
                     mine = results[group.name][r].get(person.name)
-                    theirs = results[group.name][r].get(peer.name) if peer else None
+                    theirs = results[group.name][r].get(versus.name) if versus else None
                     o = mine.get(figure.key) if _foreign(mine) is not None else None
-                    p = theirs.get(figure.key) if peer and _foreign(theirs) is not None else None
-                    if o is None or (peer and not p):
+                    p = theirs.get(figure.key) if versus and _foreign(theirs) is not None else None
+                    if o is None or (versus and not p):
                         failed += 1
                         continue
-                    worst = max(_foreign(mine), _foreign(theirs) if peer else float("-inf"))
+                    worst = max(_foreign(mine), _foreign(theirs) if versus else float("-inf"))
                     (loaded if worst > limit else pairs).append((o, p))
                 why = ", ".join(x for x in (f"{len(loaded)} discarded" if loaded else "",
                                             f"{failed} failed" if failed else "") if x)
@@ -547,7 +556,12 @@ def _print_figures(results, groups, people, peer, n_rounds, limit) -> None:
                     continue
                 ratio_fn = (lambda o, p: o / p) if figure.higher_is_better else (lambda o, p: p / o)
                 ours_med, peer_med, ratios = _row(pairs, ratio_fn)
-                if peer:
+                if peer and not versus:
+                    ours_values = [o for o, _ in pairs]
+                    span = f"ours {_fmt(min(ours_values), figure.fmt)}-{_fmt(max(ours_values), figure.fmt)}"
+                    print(f"  {figure.label:<{label_w}s} {person.name:<{name_w}s} {_fmt(ours_med, figure.fmt):>10s} "
+                          f"{'n/a':>10s} {'n/a':>7s} {span:>13s}  {kept}")
+                elif peer:
                     span = f"{min(ratios):.2f}-{max(ratios):.2f}"
                     print(f"  {figure.label:<{label_w}s} {person.name:<{name_w}s} {_fmt(ours_med, figure.fmt):>10s} "
                           f"{_fmt(peer_med, figure.fmt):>10s} {statistics.median(ratios):6.2f}x {span:>13s}  {kept}")
@@ -556,6 +570,10 @@ def _print_figures(results, groups, people, peer, n_rounds, limit) -> None:
                     span = f"{_fmt(min(ours_values), figure.fmt)}-{_fmt(max(ours_values), figure.fmt)}"
                     print(f"  {figure.label:<{label_w}s} {person.name:<{name_w}s} {_fmt(ours_med, figure.fmt):>10s} "
                           f"{span:>21s}  {kept}")
+    if unmatched:
+        print(f"\nrows without {peer.name} (n/a: it cannot run them; ours alone, no ratio):")
+        for line in unmatched:
+            print(f"   {line}")
     if flagged:
         print(f"\n!! DISTURBED: every round of these rows had other processes using > {limit} cores; they are "
               f"reported from all rounds and are not measurements of an idle machine:")
