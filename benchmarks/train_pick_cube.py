@@ -4,7 +4,8 @@
     python benchmarks/train_pick_cube.py                      # defaults of `make train`
     python benchmarks/train_pick_cube.py --compare_demos      # without, then with demos/pick_cube_20_scripted
 
-Prints the evaluation curve (deterministic policy, --eval_n_trajs episodes every --eval_period env steps),
+Prints the evaluation curve (deterministic policy, --eval_n_trajs episodes every --eval_period env steps,
+read from the actor's metrics rows, <run>/actor_metrics.jsonl),
 the env steps and wall-clock time at which success first reached --target_success, and saves the curve as
 PNG and JSON under --out_dir. Targets (issue): >= 90% success within 25k env steps and 30 minutes on a
 2-core CPU; with demos, at least 2x fewer env steps.
@@ -12,7 +13,6 @@ PNG and JSON under --out_dir. Targets (issue): >= 90% success within 25k env ste
 import argparse
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -20,9 +20,10 @@ import time
 
 from same_run import free_ports
 
+from serl_launcher.runtime import read_jsonl
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "examples", "async_sac_state_sim", "async_sac_state_sim.py")
-EVAL_LINE = re.compile(r"eval at env step (\d+): return (-?[\d.]+)\s+success ([\d.]+)")
 TARGET_ENV_STEPS, TARGET_MINUTES = 25_000, 30
 
 
@@ -32,9 +33,13 @@ def run(name: str, args, extra_flags) -> dict:
     os.makedirs(out_dir, exist_ok=True)
     port, broadcast = free_ports(2)
     common = ["--debug", "--port_number", str(port), "--broadcast_port", str(broadcast), "--seed", str(args.seed),
-              "--target_utd", str(args.target_utd), "--log_period", "100", *extra_flags, *args.flags]
+              "--target_utd", str(args.target_utd), "--log_period", "100", "--run_dir", out_dir,
+              "--bind_address", "127.0.0.1", *extra_flags, *args.flags]
     env = {**os.environ, "MUJOCO_GL": "egl", "WANDB_MODE": "disabled"}
     learner_log, actor_log = os.path.join(out_dir, "learner.log"), os.path.join(out_dir, "actor.log")
+    rows_path = os.path.join(out_dir, "actor_metrics.jsonl")
+    if os.path.exists(rows_path):
+        os.remove(rows_path)
     start = time.time()
     learner = subprocess.Popen([sys.executable, SCRIPT, "--learner", *common], env=env,
                                stdout=open(learner_log, "w"), stderr=subprocess.STDOUT)
@@ -46,12 +51,13 @@ def run(name: str, args, extra_flags) -> dict:
     try:
         while time.time() - start < args.max_minutes * 60 and actor.poll() is None and learner.poll() is None:
             time.sleep(2)
-            for match in EVAL_LINE.finditer(open(actor_log).read()):
-                env_steps = int(match.group(1))
-                if curve and env_steps <= curve[-1]["env_steps"]:
+            rows = read_jsonl(rows_path) if os.path.exists(rows_path) else []
+            for row in rows:
+                if "eval/success_rate" not in row or (curve and row["env_steps"] <= curve[-1]["env_steps"]):
                     continue
-                point = {"env_steps": env_steps, "minutes": (time.time() - start) / 60,
-                         "return": float(match.group(2)), "success": float(match.group(3))}
+                env_steps = row["env_steps"]
+                point = {"env_steps": env_steps, "minutes": (row["time"] - start) / 60,
+                         "return": row["eval/return"], "success": row["eval/success_rate"]}
                 curve.append(point)
                 print(f"[{name}] env steps {env_steps:6d}  {point['minutes']:5.1f} min  "
                       f"return {point['return']:7.2f}  success {point['success']:.2f}", flush=True)
