@@ -383,8 +383,9 @@ def main() -> None:
                      f"{minibatch * args.pixel_utd} = {minibatch} x {args.pixel_utd}{smoke}; per process: first call, "
                      f"1 warm call, {args.pixel_repeats} x {args.pixel_calls} blocked calls"
                      + (f", {pixel_latency} sample_actions calls on one observation" if pixel_latency else ""))
-        notes += [f"SERL {encoder}: {how or 'not measured: ' + PEER_NO_RESNET}"
-                  for encoder, how in PEER_PIXEL_SUPPORT.items() if encoder in args.pixel_encoders]
+        if same_run.contestants(args, "SERL")[0][0].side == "peer":  # the peer venv exists
+            notes += [f"SERL {encoder}: {how or 'not measured: ' + PEER_NO_RESNET}"
+                      for encoder, how in PEER_PIXEL_SUPPORT.items() if encoder in args.pixel_encoders]
     same_run.run(__doc__.splitlines()[0], "learner_throughput", groups, args, peer_name="SERL", variants=variants,
                  notes=notes)
 

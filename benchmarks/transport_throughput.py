@@ -101,6 +101,42 @@ def pick_cube_transitions(n: int, seed: int) -> list:
     ]
 
 
+def image_transitions(frames_path: str | None, seed: int, n: int = 64) -> list:
+    """The pixel agent's transitions: obs and next_obs each hold 2 camera frames (front, wrist, 128x128x3
+    uint8, consecutive recorded frames of one episode; random frames without a file) and a 7-float
+    state; action 4, reward, mask, done: 197 kB each."""
+    rng = np.random.default_rng(seed)
+    cameras = ("front", "wrist")
+    if frames_path:
+        data = np.load(frames_path)
+        episode = data["episode"]
+        starts = [t for t in range(len(episode) - 1) if episode[t] == episode[t + 1]][:n]
+        frames = {camera: data[camera] for camera in cameras}
+    else:
+        starts = list(range(n))
+        frames = {camera: rng.integers(0, 256, size=(n + 1, 128, 128, 3), dtype=np.uint8) for camera in cameras}
+
+    def observation(t):
+        return {"state": rng.standard_normal(7).astype(np.float32),
+                **{camera: np.ascontiguousarray(frames[camera][t]) for camera in cameras}}
+
+    return [
+        {
+            "observations": observation(t),
+            "actions": rng.uniform(-1, 1, 4).astype(np.float32),
+            "next_observations": observation(t + 1),
+            "rewards": float(rng.random()),
+            "masks": 1.0,
+            "dones": False,
+        }
+        for t in starts
+    ]
+
+
+def _nbytes(tree) -> int:
+    return sum(_nbytes(v) for v in tree.values()) if isinstance(tree, dict) else np.asarray(tree).nbytes
+
+
 def sac_params(rng) -> dict:
     """SERL SAC params: tanh policy MLP [256, 256] + ensemble of 10 critics [256, 256], LayerNorm."""
 
@@ -130,8 +166,11 @@ def _map(fn, tree):
 
 
 # ------------------------------------------------------------------------ throughput
-def role_throughput(meter, side: str, transitions: int, actors: int = 1) -> dict:
-    """The learner: a threaded TrainerServer with counting stores; actors in their own processes."""
+def role_throughput(meter, side: str, transitions: int, actors: int = 1, images: bool = False,
+                    frames: str | None = None) -> dict:
+    """The learner: a threaded TrainerServer with counting stores; actors in their own processes.
+
+    images: the actors send image_transitions(frames) instead of PandaPickCube-shaped ones."""
     lib = _library(side)
     port, broadcast_port = same_run.free_ports(2)
     server = lib.TrainerServer(_config(lib, port, broadcast_port))
@@ -142,7 +181,8 @@ def role_throughput(meter, side: str, transitions: int, actors: int = 1) -> dict
         server.register_data_store(name, _counting_store(lib.DataStoreBase, counter, total, done))
     server.start(threaded=True)
     children = [same_run.spawn_role("throughput_actor", name=name, port=port, broadcast_port=broadcast_port,
-                                    transitions=transitions, seed=i) for i, name in enumerate(names)]
+                                    transitions=transitions, seed=i, images=images, frames=frames)
+                for i, name in enumerate(names)]
     try:
         for child in children:
             if child.expect("READY", timeout=300) is None:
@@ -157,7 +197,8 @@ def role_throughput(meter, side: str, transitions: int, actors: int = 1) -> dict
             if not done.wait(timeout=600):
                 raise RuntimeError(f"only {counter['rows']}/{total} transitions delivered in 600 s")
             elapsed = time.perf_counter() - start
-        durations = np.concatenate([child.result(timeout=120)["update_ms"] for child in children])
+        results = [child.result(timeout=120) for child in children]
+        durations = np.concatenate([r["update_ms"] for r in results])
     finally:
         for child in children:
             child.finish()
@@ -167,19 +208,20 @@ def role_throughput(meter, side: str, transitions: int, actors: int = 1) -> dict
         raise RuntimeError(f"{counter['rows']} transitions stored for {total} sent: duplicates")
     return {
         "transitions_per_s": total / elapsed,
+        "megabytes_per_s": total * results[0]["transition_bytes"] / elapsed / 1e6,
         "update_p50_ms": float(np.percentile(durations, 50)),
         "update_p99_ms": float(np.percentile(durations, 99)),
     }
 
 
 def role_throughput_actor(meter, side: str, name: str, port: int, broadcast_port: int, transitions: int,
-                          seed: int) -> dict:
+                          seed: int, images: bool = False, frames: str | None = None) -> dict:
     """An actor: insert transitions, update() every 30 inserts, then until all are delivered."""
     lib = _library(side)
     store = lib.QueuedDataStore(ACTOR_QUEUE)
     client = lib.TrainerClient(name, HOST, _config(lib, port, broadcast_port), data_store=store,
                                wait_for_server=True, timeout_ms=5000)
-    pool = pick_cube_transitions(100, seed)
+    pool = image_transitions(frames, seed) if images else pick_cube_transitions(100, seed)
     same_run.emit("READY")
     same_run.wait_for("GO")
     durations = []
@@ -192,7 +234,7 @@ def role_throughput_actor(meter, side: str, name: str, port: int, broadcast_port
     while not client.update():
         pass
     client.stop()
-    return {"update_ms": durations}
+    return {"update_ms": durations, "transition_bytes": _nbytes(pool[0])}
 
 
 # --------------------------------------------------------------------------- publish
