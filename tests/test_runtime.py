@@ -15,7 +15,7 @@ from serl_launcher.data.demo_mixing import MixedSampler
 from serl_launcher.data.replay_buffer import ReplayBuffer
 from serl_launcher.data.rlds import read_rlds_dataset
 from serl_launcher.runtime import ActorConfig, LearnerConfig, run_actor, run_learner
-from serl_launcher.runtime.actor import _ActorLoop
+from serl_launcher.runtime.actor import ActorLoop
 from serl_launcher.runtime.data_stores import LearnerDataStore
 from serl_launcher.runtime.protocol import THROTTLE_SLACK_STEPS, LearnerStatus, parse_stats
 from serl_launcher.transport import QueuedDataStore
@@ -225,7 +225,7 @@ def test_the_actor_stores_the_executed_action_and_flags_interventions():
     env = make_env(ENV, seed=0)
     holder = type("Holder", (), {"agent": _agent(env), "updates": 0})()
     store, link = QueuedDataStore(100), _OfflineLink()
-    loop = _ActorLoop(ActorConfig(max_steps=9, random_steps=100, eval_period=0), holder, _InterveningEnv(env), env,
+    loop = ActorLoop(ActorConfig(max_steps=9, random_steps=100, eval_period=0), holder, _InterveningEnv(env), env,
                       store, link, lambda *_: None, threading.Event())
     loop.run()
     rows = store.get_latest_data(-1)
@@ -277,7 +277,7 @@ def test_every_nth_evaluation_is_filmed(tmp_path):
     config = ActorConfig(max_steps=400, random_steps=0, eval_period=100, eval_episodes=1, video_period=2,
                          video_dir=str(tmp_path / "videos"))
     rows = Rows()
-    _ActorLoop(config, holder, env, eval_env, QueuedDataStore(500), _OfflineLink(), rows, threading.Event()).run()
+    ActorLoop(config, holder, env, eval_env, QueuedDataStore(500), _OfflineLink(), rows, threading.Event()).run()
     assert [steps for steps, _ in rows.having("eval/return")] == [100, 200, 300, 400]
     videos = sorted(p.name for p in (tmp_path / "videos").iterdir())
     assert videos == ["eval_000000200.mp4", "eval_000000400.mp4"]

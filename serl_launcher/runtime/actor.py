@@ -203,7 +203,7 @@ def run_actor(config: ActorConfig, agent, env: gym.Env, trainer_config: TrainerC
     holder = PolicyHolder(agent)
     client.recv_network_callback(holder.set_policy_params)
     link = ActorLink(client, config.send_period_s)
-    loop = _ActorLoop(config, holder, env, eval_env or env, data_store, link, progress_fn, stop)
+    loop = ActorLoop(config, holder, env, eval_env or env, data_store, link, progress_fn, stop)
     try:
         loop.run()
     except KeyboardInterrupt:
@@ -218,7 +218,10 @@ def run_actor(config: ActorConfig, agent, env: gym.Env, trainer_config: TrainerC
     return ActorResult(loop.step, loop.episodes, stats, holder.updates)
 
 
-class _ActorLoop:
+class ActorLoop:
+    """The control loop, with its data store and its link to the learner given: run_actor passes the
+    transport's, run_sync (runtime.sync) an inline learner."""
+
     def __init__(self, config, holder, env, eval_env, data_store, link, progress_fn, stop):
         self.config, self.holder, self.env, self.eval_env = config, holder, env, eval_env
         self.data_store, self.link, self.progress_fn, self.stop = data_store, link, progress_fn, stop

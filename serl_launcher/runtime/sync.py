@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from serl_launcher.data.demo_mixing import MixedSampler
-from serl_launcher.runtime.actor import PolicyHolder, _ActorLoop
+from serl_launcher.runtime.actor import PolicyHolder, ActorLoop
 from serl_launcher.runtime.config import ActorConfig, LearnerConfig
 from serl_launcher.runtime.data_stores import LearnerDataStore
 from serl_launcher.runtime.learner import make_buffers, pretrain
@@ -107,7 +107,7 @@ def run_sync(learner_config: LearnerConfig, actor_config: ActorConfig, agent, en
         if any(key.startswith("actor/") for key in row):
             progress_fn(env_steps, row)
 
-    loop = _ActorLoop(actor_config, holder, env, eval_env or env, _BufferStore(LearnerDataStore(buffer, demos)),
+    loop = ActorLoop(actor_config, holder, env, eval_env or env, _BufferStore(LearnerDataStore(buffer, demos)),
                       learner, actor_rows, stop or threading.Event())
     loop.run()
     return SyncResult(holder.agent, loop.step, learner.learner_step)
