@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from serl_launcher.data.demo_mixing import MixedSampler
-from serl_launcher.runtime.actor import PolicyHolder, ActorLoop
+from serl_launcher.runtime.actor import ActorLoop, PolicyHolder
 from serl_launcher.runtime.config import ActorConfig, LearnerConfig
 from serl_launcher.runtime.data_stores import LearnerDataStore
 from serl_launcher.runtime.learner import make_buffers, pretrain
