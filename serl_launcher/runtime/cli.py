@@ -71,6 +71,7 @@ def define_flags(exp_name: str) -> None:
     flags.DEFINE_float("demo_ratio", defaults.demo_ratio, _doc(LearnerConfig, "demo_ratio"))
     flags.DEFINE_string("log_rlds_path", None, "Learner: write every received episode to this RLDS dataset directory.")
     flags.DEFINE_integer("log_period", defaults.log_period, "Learner: a metrics row every this many updates.")
+    flags.DEFINE_float("publish_period", defaults.publish_period_s, "Learner: " + _doc(LearnerConfig, "publish_period_s"))
     flags.DEFINE_float("console_period", 10.0, "Seconds between progress lines on the console (evals always print).")
     flags.DEFINE_bool("console_episodes", False, "A console line per episode (losses, batch reward, real UTD); "
                       "default with --sync.")
@@ -105,7 +106,7 @@ def learner_config(checkpoint_dir: str) -> LearnerConfig:
         target_utd=FLAGS.target_utd, demos_path=FLAGS.preload_rlds_path, demo_ratio=FLAGS.demo_ratio,
         log_rlds_path=FLAGS.log_rlds_path, checkpoint_dir=checkpoint_dir, checkpoint_period=FLAGS.checkpoint_period,
         max_checkpoints=FLAGS.max_checkpoints or None, log_period=FLAGS.log_period, seed=FLAGS.seed,
-        pretrain_steps=FLAGS.pretrain_steps)
+        pretrain_steps=FLAGS.pretrain_steps, publish_period_s=FLAGS.publish_period)
 
 
 def actor_config(directory: str) -> ActorConfig:

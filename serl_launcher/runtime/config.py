@@ -39,6 +39,9 @@ class LearnerConfig:
     """Checkpoints kept (the newest; None: all)."""
     log_period: int = 10
     """Emit a learner metrics row every this many updates."""
+    publish_period_s: float = 0.2
+    """Publish the policy at most this often (and after the first update): actors act on params at
+    most this old, and a fast learner does not spend its CPU encoding params nobody uses yet."""
     seed: int = 42
 
 

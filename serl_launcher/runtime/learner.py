@@ -219,6 +219,7 @@ class _Loop:
         self._env_steps_before = env_steps_before
         self._nonfinite = jnp.zeros((), jnp.float32)  # summed on the device: no sync per update
         self._reported_nonfinite = 0
+        self._published_at = -float("inf")
         self._training_start = (status.critic_steps, status.env_steps)
         self._utd_warnings = ThrottledLog(logger, interval_s=60.0, burst=1)
         self._window = (time.monotonic(), status.learner_step)
@@ -242,15 +243,23 @@ class _Loop:
             self._nonfinite = self._nonfinite + info["nonfinite_update"]
             status.learner_step += 1
             status.critic_steps += cfg.utd_ratio
-            self.server.publish_network(self.agent.policy_params())
+            self._publish()
             if status.learner_step % cfg.log_period == 0:
                 self._report(info)
                 reported = status.learner_step
             if self.checkpointer and cfg.checkpoint_period and status.learner_step % cfg.checkpoint_period == 0:
                 self._save()
+        if info is not None:
+            self._publish(force=True)  # actors get the final policy
         if info is not None and reported != status.learner_step:
             self._report(info)  # the last update's row, wherever the loop stopped
         self._report_actor_rows()
+
+    def _publish(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._published_at >= self.config.publish_period_s:
+            self.server.publish_network(self.agent.policy_params())
+            self._published_at = now
 
     def _report(self, info: dict) -> None:
         status, cfg = self.status, self.config

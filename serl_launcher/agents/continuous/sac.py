@@ -119,6 +119,7 @@ class SACNetworks:
     temperature_tx: optax.GradientTransformation
     target_entropy: float
     chunked_actor_loss: bool
+    unroll_critic_steps: bool = False  # see _build_networks
     decoder_def: Optional[nn.Module] = None  # trained with the critic's encoder (SAC-AE)
     decoder_tx: Optional[optax.GradientTransformation] = None
 
@@ -197,7 +198,8 @@ class SACAgent(flax.struct.PyTreeNode):
         def critic_step(agent, minibatch):
             return _update(agent, minibatch, frozenset({"critic"}))
 
-        new_agent, critic_infos = jax.lax.scan(critic_step, self, minibatches)
+        unroll = utd_ratio if self.networks.unroll_critic_steps else 1
+        new_agent, critic_infos = jax.lax.scan(critic_step, self, minibatches, unroll=unroll)
         new_agent, actor_infos = _update(new_agent, batch, frozenset({"actor", "temperature"}))
         return _keep_if_finite(self, new_agent, {**jax.tree.map(jnp.mean, critic_infos), **actor_infos})
 
@@ -371,6 +373,10 @@ def _build_networks(config: SACConfig, spec: ObservationSpec, action_dim: int) -
         temperature_tx=make_optimizer(**dataclasses.asdict(config.temperature_optimizer)),
         target_entropy=-action_dim / 2 if config.target_entropy is None else config.target_entropy,
         chunked_actor_loss=gradient == "chunked",
+        # XLA:CPU compiles the convolution gradients inside a rolled lax.scan to a slow generic path
+        # (the pixel agent's update was ~13x slower rolled at batch 256, benchmarks/pixel_learner_profile.py);
+        # unrolled, they take the fast one. State agents have no convolutions: they keep the compact loop.
+        unroll_critic_steps=config.encoder.kind != "state" and jax.default_backend() == "cpu",
         decoder_def=decoder,
         decoder_tx=None if decoder is None else optax.adamw(config.decoder_learning_rate,
                                                             weight_decay=config.decoder_weight_decay),
