@@ -3,6 +3,7 @@
 
     python benchmarks/train_pick_cube.py                      # defaults of `make train`
     python benchmarks/train_pick_cube.py --compare_demos      # without, then with demos/pick_cube_20_scripted
+    python benchmarks/train_pick_cube.py --vision --with_demos  # DrQ from the two cameras, 20 scripted vision demos
 
 Prints the evaluation curve (deterministic policy, --eval_n_trajs episodes every --eval_period env steps,
 read from the actor's metrics rows, <run>/actor_metrics.jsonl),
@@ -23,7 +24,9 @@ from same_run import free_ports
 from serl_launcher.runtime import read_jsonl
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "examples", "async_sac_state_sim", "async_sac_state_sim.py")
+STATE_SCRIPT = os.path.join(ROOT, "examples", "async_sac_state_sim", "async_sac_state_sim.py")
+VISION_SCRIPT = os.path.join(ROOT, "examples", "async_drq_sim", "async_drq_sim.py")
+RECORD_DEMO = os.path.join(ROOT, "examples", "record_demo.py")
 TARGET_ENV_STEPS, TARGET_MINUTES = 25_000, 30
 
 
@@ -41,9 +44,10 @@ def run(name: str, args, extra_flags) -> dict:
     if os.path.exists(rows_path):
         os.remove(rows_path)
     start = time.time()
-    learner = subprocess.Popen([sys.executable, SCRIPT, "--learner", *common], env=env,
+    script = VISION_SCRIPT if args.vision else STATE_SCRIPT
+    learner = subprocess.Popen([sys.executable, script, "--learner", *common], env=env,
                                stdout=open(learner_log, "w"), stderr=subprocess.STDOUT)
-    actor = subprocess.Popen([sys.executable, SCRIPT, "--actor", *common, "--eval_period", str(args.eval_period),
+    actor = subprocess.Popen([sys.executable, script, "--actor", *common, "--eval_period", str(args.eval_period),
                               "--eval_n_trajs", str(args.eval_n_trajs), "--max_steps", str(args.max_env_steps)],
                              env=env, stdout=open(actor_log, "w"), stderr=subprocess.STDOUT)
     curve, reached = [], None
@@ -100,7 +104,7 @@ def plot(results, path: str, target: float) -> None:
         axis.set_ylim(-0.05, 1.05)
         axis.grid(alpha=0.3)
         axis.legend()
-    fig.suptitle("PandaPickCube-v0: async SAC, 1 learner + 1 actor on this machine")
+    fig.suptitle("PandaPickCube: async learner + 1 actor on this machine")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -128,10 +132,19 @@ def main():
     parser.add_argument("--demos", default=os.path.join(ROOT, "demos", "pick_cube_20_scripted"))
     parser.add_argument("--compare_demos", action="store_true", help="run without demos, then with --demos")
     parser.add_argument("--with_demos", action="store_true", help="only the run with --demos")
+    parser.add_argument("--vision", action="store_true",
+                        help="PandaPickCubeVision-v0 with the pixel agent (examples/async_drq_sim); --demos defaults to "
+                             "20 scripted vision demos, recorded into runs/demos/pick_cube_vision_20 if missing")
     parser.add_argument("--out_dir", default=os.path.join(ROOT, "runs", "bench_pick_cube"))
     parser.add_argument("flags", nargs="*", help="extra flags for both processes (after --)")
     args = parser.parse_args()
 
+    if args.vision and args.demos == parser.get_default("demos"):
+        args.demos = os.path.join(ROOT, "runs", "demos", "pick_cube_vision_20")
+        if (args.with_demos or args.compare_demos) and not os.path.exists(args.demos):
+            subprocess.run([sys.executable, RECORD_DEMO, "--env", "PandaPickCubeVision-v0", "--teleop", "scripted",
+                            "--noise", "0.3", "--output_dir", args.demos], check=True,
+                           env={**os.environ, "MUJOCO_GL": "egl"})
     demo_flags = ["--preload_rlds_path", args.demos, "--demo_ratio", "0.5"]
     runs = []
     if not args.with_demos:
