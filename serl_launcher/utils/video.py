@@ -1,5 +1,6 @@
 """Videos of episodes: frames from `env.render()` streamed to an MP4 or GIF file as they come."""
 import os
+import warnings
 
 import imageio.v2 as imageio
 import numpy as np
@@ -19,7 +20,10 @@ class VideoRecorder:
         frame = env.render()
         if frame is None:
             raise ValueError("env.render() returned no frame: make the env with render_mode='rgb_array'")
-        self._writer.append_data(np.asarray(frame, np.uint8))
+        with warnings.catch_warnings():
+            # The first frame starts ffmpeg (fork + exec, which is safe); JAX warns about any fork.
+            warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
+            self._writer.append_data(np.asarray(frame, np.uint8))
         self.frames += 1
 
     def close(self) -> None:
