@@ -1,10 +1,12 @@
 """Record demonstrations by teleoperation and save the successful ones as an RLDS dataset, in
-franka_sim's pick-cube envs or on the real arm (any registered franka_env id).
+franka_sim's pick-cube envs or on the real arm (any registered franka_env id); or record a person
+playing classic_envs' CarRacing, where every finished episode is kept.
 
     python examples/record_demo.py --teleop keyboard --render          # a person at a desktop
     python examples/record_demo.py --teleop spacemouse --render        # pip install pyspacemouse
     python examples/record_demo.py --teleop scripted --noise 0.2       # headless machines and CI
     python examples/record_demo.py --env franka_env:FrankaReach-v0 --robot_ip 172.16.0.2 --teleop spacemouse
+    python examples/record_demo.py --env classic_envs:CarRacingPixels-v0 --successes_needed 20   # play
 
 Each attempt is one episode of --env; only the attempts the env ends with info["success"] (cube
 lifted, target reached) are kept, until --successes_needed of them are in --output_dir. Pressing q
@@ -41,6 +43,18 @@ steps, 6 s, for FrankaReach-v0); Ctrl-C stops the arm first, then saves. `--tele
 the task's expert from franka_env.experts (FrankaReach-v0 has one).
 
 The vision env renders offscreen: set MUJOCO_GL=egl on machines without a display.
+
+classic_envs:CarRacingPixels-v0 is a game (GAME_ENVS): it has no success signal, so every episode
+that ends by itself (lap finished, car off the playfield, or the time limit: 1000 frames, 250 steps
+of 4 frames) is kept, and --successes_needed counts those episodes. A person plays it in the game's
+pygame window with the arrow keys (up gas, left / right steer, down or space brake; Esc gives up an
+attempt, which is discarded; q or closing the window stops and saves): see
+record_demo_car_racing.py. The game runs at its own 50 frames per second, 12.5 env steps per
+second (no --hz); there is no scripted driver. Observations are stored as the pixel learner
+(examples/async_drq_sim --env classic_envs:CarRacingPixels-v0) sees them: {"pixels": uint8
+(4, 96, 96, 3)}, the last 4 frames; actions in the learner's [-1, 1] (make_env's RescaleAction:
+no gas is -1, braking 0.6). Pretrain on them with the learner's --preload_rlds_path DIR
+--pretrain_steps N.
 """
 from __future__ import annotations
 
@@ -63,7 +77,8 @@ from serl_launcher.data.rlds import RLDSWriter, transitions_to_episode
 from serl_launcher.utils import launcher
 
 STATE_ENV, VISION_ENV = "PandaPickCube-v0", "PandaPickCubeVision-v0"
-SIM_ENVS = (STATE_ENV, VISION_ENV)  # every other --env is a franka_env robot env
+SIM_ENVS = (STATE_ENV, VISION_ENV)
+GAME_ENVS = ("classic_envs:CarRacingPixels-v0",)  # no success signal: every finished episode is kept
 DEFAULT_HZ = 10.0
 
 
@@ -75,35 +90,39 @@ class Summary(NamedTuple):
 
 
 # -- recording --------------------------------------------------------------------------------------
-def is_robot(env_id: str) -> bool:
-    """franka_sim's two envs are simulated; any other --env must be a franka_env robot env."""
-    return env_id not in SIM_ENVS
+def env_kind(env_id: str) -> str:
+    """"sim" (franka_sim's two envs), "game" (GAME_ENVS) or "robot": any other --env must be a
+    franka_env robot env."""
+    return "sim" if env_id in SIM_ENVS else "game" if env_id in GAME_ENVS else "robot"
 
 
 def make_env(env_id: str, render: bool = False, env_kwargs: Mapping | None = None) -> gym.Env:
     """The env exactly as the training examples build it (launcher.make_env): state observations
-    flattened, vision ones kept as dicts. A robot env connects to the arm (env_kwargs: robot_ip, ...)."""
-    if not is_robot(env_id):
-        return launcher.make_env(env_id, render_mode="human" if render else None, **(env_kwargs or {}))
+    flattened, vision ones kept as dicts. A robot env connects to the arm (env_kwargs: robot_ip, ...);
+    a game always opens its window, where the person plays."""
+    kind = env_kind(env_id)
+    if kind != "robot":
+        human = render or kind == "game"
+        return launcher.make_env(env_id, render_mode="human" if human else None, **(env_kwargs or {}))
     franka_env = _franka_env()
     if render:
         raise DemoError("--render is for franka_sim's envs; the robot env has no viewer")
     try:
         env = launcher.make_env(env_id, **(env_kwargs or {}))
     except gym.error.Error as error:
-        raise DemoError(f"--env must be one of {SIM_ENVS} or a franka_env id such as franka_env:FrankaReach-v0, "
-                        f"got {env_id!r} ({error})") from error
+        raise DemoError(f"--env must be one of {SIM_ENVS + GAME_ENVS} or a franka_env id such as "
+                        f"franka_env:FrankaReach-v0, got {env_id!r} ({error})") from error
     except (TypeError, ValueError, franka_env.RobotError) as error:  # bad arguments, no arm at robot_ip
         raise DemoError(f"{env_id}: {error}") from error
     if not isinstance(env.unwrapped, franka_env.FrankaEnv):
         env.close()
-        raise DemoError(f"--env {env_id!r} is neither one of {SIM_ENVS} nor a franka_env robot env")
+        raise DemoError(f"--env {env_id!r} is neither one of {SIM_ENVS + GAME_ENVS} nor a franka_env robot env")
     return env
 
 
 def robot_env_kwargs(env_id: str, robot_ip: str | None, realtime_ignore: bool) -> dict:
     """The command line's arm arguments for make_env; only robot envs take them, and need robot_ip."""
-    if not is_robot(env_id):
+    if env_kind(env_id) != "robot":
         if robot_ip or realtime_ignore:
             raise DemoError(f"--robot_ip and --realtime_ignore are for franka_env envs, not {env_id}")
         return {}
@@ -171,23 +190,25 @@ def record_demos(env_id: str, teleop: str, output_dir: str, successes_needed: in
                  operator_yaw: float = 0.0) -> Summary:
     """Runs attempts until `successes_needed` succeed (or the operator stops, or `max_attempts`) and
     writes the successful ones to a new RLDS dataset at `output_dir`; writes nothing if none did.
-    `hz` paces franka_sim for people (default 10); a robot env keeps its own rate. `env_kwargs` go
-    to gymnasium.make (robot_ip, realtime_ignore, control, ... for a robot env)."""
+    A game has no success signal: every finished attempt counts as one. `hz` paces franka_sim for
+    people (default 10); robot and game keep their own rates. `env_kwargs` go to gymnasium.make
+    (robot_ip, realtime_ignore, control, ... for a robot env; max_episode_steps, ...)."""
     if os.path.exists(output_dir):
         raise DemoError(f"{output_dir} already exists: record into a new directory (or delete it first)")
     if successes_needed < 1:
         raise DemoError(f"--successes_needed must be >= 1, got {successes_needed}")
-    robot = is_robot(env_id)
-    check_teleop(teleop, robot, noise, operator_yaw)
-    if robot and hz is not None:
-        raise DemoError("--hz is for franka_sim's envs: a robot env steps at its own control rate")
+    kind = env_kind(env_id)
+    robot = kind == "robot"
+    check_teleop(teleop, kind, noise, operator_yaw)
+    if kind != "sim" and hz is not None:
+        raise DemoError(f"--hz is for franka_sim's envs: {env_id} steps at its own control rate")
     hz = DEFAULT_HZ if hz is None else hz
     if hz <= 0:
         raise DemoError(f"--hz must be positive, got {hz}")
 
     env = make_env(env_id, render, env_kwargs)
     human = teleop != "scripted"
-    period = 1.0 / hz if not robot and (human or render) else 0.0
+    period = 1.0 / hz if kind == "sim" and (human or render) else 0.0
     flat = isinstance(env, gym.wrappers.FlattenObservation)
     metadata = {
         "env_id": np.array(env_id.encode()),
@@ -200,18 +221,18 @@ def record_demos(env_id: str, teleop: str, output_dir: str, successes_needed: in
     successes = attempts = transitions = 0
     stopped = False
     try:
-        with make_teleop(teleop, env, robot, noise, seed, operator_yaw) as operator, stop_arm, \
+        with make_teleop(teleop, env, kind, noise, seed, operator_yaw) as operator, stop_arm, \
                 RLDSWriter(output_dir, name=dataset_name(env_id, flat)) as writer, \
-                tqdm(total=successes_needed, desc="successes", unit="demo") as progress:
+                tqdm(total=successes_needed, desc=_kept(kind) + " episodes", unit="demo") as progress:
             try:
                 while successes < successes_needed and (max_attempts is None or attempts < max_attempts):
                     operator.reset()
-                    episode, success, stopped = _attempt(env, operator, seed if attempts == 0 else None,
-                                                         period, progress if human else None)
+                    episode, kept, stopped = _attempt(env, operator, seed if attempts == 0 else None, period,
+                                                      progress if human else None, needs_success=kind != "game")
                     if stopped:  # the attempt under way when the operator quit does not count
                         break
                     attempts += 1
-                    if success:
+                    if kept:
                         steps = transitions_to_episode(episode)
                         steps["observation"] = split_slash_keys(steps["observation"])
                         steps["episode_metadata"] = {**metadata, "attempt": np.int64(attempts - 1)}
@@ -232,8 +253,16 @@ def record_demos(env_id: str, teleop: str, output_dir: str, successes_needed: in
     return Summary(successes, attempts, transitions, stopped)
 
 
-def _attempt(env: gym.Env, operator, seed: int | None, period: float, status: tqdm | None) -> tuple:
-    """One episode -> (its transitions, whether it succeeded, whether the operator quit)."""
+def _kept(kind: str) -> str:
+    """What makes an episode worth keeping, for messages: a game has no success, only an end."""
+    return "finished" if kind == "game" else "successful"
+
+
+def _attempt(env: gym.Env, operator, seed: int | None, period: float, status: tqdm | None,
+             needs_success: bool = True) -> tuple:
+    """One episode -> (its transitions, whether to keep them, whether the operator quit). An attempt
+    the operator gives up is never kept; one the env ends is kept if it succeeded or, without
+    `needs_success` (a game), always."""
     obs, _ = env.reset(seed=seed)
     episode, tick = [], time.monotonic()
     while True:
@@ -249,13 +278,16 @@ def _attempt(env: gym.Env, operator, seed: int | None, period: float, status: tq
         if status is not None:
             status.set_postfix_str(_status(env, obs, len(episode), reward, info))
         if terminated or truncated:
-            return episode, bool(info["success"]), False
+            return episode, not needs_success or bool(info["success"]), False
         tick += period
         time.sleep(max(0.0, tick - time.monotonic()))
 
 
 def _status(env: gym.Env, obs, step: int, reward: float, info: dict) -> str:
-    state = env_observation(env, obs)["state"]
+    obs = env_observation(env, obs)
+    if "state" not in obs:  # the game's pixels: its window shows the rest (the score)
+        return f"step {step} reward {reward:.1f}"
+    state = obs["state"]
     if "tcp_pose" in state:  # the robot: the TCP and the task's own entries (a reach target, ...)
         task = "".join(f" {key} {np.round(state[key], 3)}" for key in env.unwrapped.task.observation_space)
         return f"step {step} tcp {np.round(state['tcp_pose'][:3], 3)}{task} reward {reward:.3f}"
@@ -270,11 +302,13 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     """Called from __main__ only, so that importing this file (tests) defines no global flags."""
-    flags.DEFINE_string("env", STATE_ENV, f"Environment to record in: one of {SIM_ENVS} (franka_sim), or a "
-                        "franka_env id such as franka_env:FrankaReach-v0 (the arm; needs --robot_ip).")
-    flags.DEFINE_enum("teleop", None, TELEOPS, "Who drives: keyboard (default with a terminal), spacemouse, "
-                      "or the scripted expert (default without one).")
-    flags.DEFINE_integer("successes_needed", 20, "Successful episodes to record.")
+    flags.DEFINE_string("env", STATE_ENV, f"Environment to record in: one of {SIM_ENVS} (franka_sim), a "
+                        "franka_env id such as franka_env:FrankaReach-v0 (the arm; needs --robot_ip), or a "
+                        f"game played in its window with the keyboard: {GAME_ENVS}.")
+    flags.DEFINE_enum("teleop", None, TELEOPS, "Who drives: keyboard (default with a terminal, and for a "
+                      "game), spacemouse, or the scripted expert (default without one).")
+    flags.DEFINE_integer("successes_needed", 20, "Successful episodes to record. A game has no success "
+                         "signal: every finished episode is kept, and this counts them.")
     flags.DEFINE_string("output_dir", None, "New dataset directory "
                         "(default runs/demos/<env>_<successes_needed>_demos_<timestamp>).")
     flags.DEFINE_integer("seed", 0, "Seeds the env's resets (cube placements, reach targets) and the expert's noise.")
@@ -291,7 +325,8 @@ def define_flags() -> None:
 
 def main(argv) -> None:
     del argv
-    teleop = FLAGS.teleop or ("keyboard" if sys.stdin.isatty() else "scripted")
+    kind = env_kind(FLAGS.env)
+    teleop = FLAGS.teleop or ("keyboard" if sys.stdin.isatty() or kind == "game" else "scripted")
     env_name = FLAGS.env.split(":")[-1]  # no "franka_env:" in the directory name
     output_dir = FLAGS.output_dir or os.path.join(
         "runs", "demos", f"{env_name}_{FLAGS.successes_needed}_demos_{time.strftime('%Y-%m-%d_%H-%M-%S')}")
@@ -302,13 +337,13 @@ def main(argv) -> None:
     except DemoError as error:
         sys.exit(f"record_demo: {error}")
     if not summary.successes:
-        sys.exit(f"record_demo: no successful episode in {summary.attempts} attempts; nothing written")
-    print(f"Saved the {summary.successes} successful of {summary.attempts} attempts ({summary.transitions} "
+        sys.exit(f"record_demo: no {_kept(kind)} episode in {summary.attempts} attempts; nothing written")
+    print(f"Saved the {summary.successes} {_kept(kind)} of {summary.attempts} attempts ({summary.transitions} "
           f"transitions, teleop {teleop}) to {output_dir}\n"
           f"Train with them: pass --preload_rlds_path={output_dir} to the learner, or load them yourself with\n"
           f"  serl_launcher.data.rlds.episodes_to_transitions(read_rlds_dataset({output_dir!r}))")
     if summary.successes < FLAGS.successes_needed and not summary.stopped_by_operator:
-        sys.exit(f"record_demo: only {summary.successes} of the {FLAGS.successes_needed} successes needed "
+        sys.exit(f"record_demo: only {summary.successes} of the {FLAGS.successes_needed} {_kept(kind)} episodes needed "
                  f"in {summary.attempts} attempts (--max_attempts)")
 
 

@@ -1,7 +1,7 @@
 """Who chooses each action while examples/record_demo.py records: a person or a scripted expert.
 
 Every teleop is a context manager with `reset()` (a new attempt begins) and `act(observation) ->
-Command`. `make_teleop` picks one by name and by the kind of env:
+Command`. `make_teleop` picks one by name and by the kind of env ("sim", "robot" or "game"):
 
 - franka_sim (position steps of up to 3 cm per action unit, stepped --hz times a second):
   record_demo's own key map and SpaceMouse mapping, made for those steps (one key press = 1 cm,
@@ -9,6 +9,8 @@ Command`. `make_teleop` picks one by name and by the kind of env:
 - the robot (franka_env: TCP velocities, stepped by the env at its 50 Hz control rate): franka_env's
   SpaceMouse and KeyboardTeleop devices through the very mapping HIL interventions use
   (SpaceMouseIntervention.operator_action), and the task's expert from franka_env.experts.
+- the game (classic_envs' CarRacing): the arrow keys of its pygame window, in
+  record_demo_car_racing.py; it has no scripted driver and no SpaceMouse mapping.
 """
 from __future__ import annotations
 
@@ -56,21 +58,29 @@ def env_observation(env: gym.Env, obs):
     return obs
 
 
-def check_teleop(name: str, robot: bool, noise: float, operator_yaw: float) -> None:
+def check_teleop(name: str, kind: str, noise: float, operator_yaw: float) -> None:
     """Refuses a teleop setting that would be ignored (called before an arm is connected)."""
     if name not in TELEOPS:
         raise DemoError(f"--teleop must be one of {TELEOPS}, got {name!r}")
+    if kind == "game" and name != "keyboard":
+        raise DemoError(f"--teleop {name}: the game is played with --teleop keyboard (it has no scripted "
+                        "driver and no SpaceMouse mapping)")
     if noise < 0:
         raise DemoError(f"--noise must be >= 0, got {noise}")
     if noise and name != "scripted":
         raise DemoError("--noise only applies to --teleop scripted")
-    if operator_yaw and not (robot and name != "scripted"):
+    if operator_yaw and not (kind == "robot" and name != "scripted"):
         raise DemoError("--operator_yaw only applies to a person driving the robot (keyboard or spacemouse)")
 
 
-def make_teleop(name: str, env: gym.Env, robot: bool, noise: float = 0.0, seed: int = 0,
+def make_teleop(name: str, env: gym.Env, kind: str, noise: float = 0.0, seed: int = 0,
                 operator_yaw: float = 0.0):
-    """The teleop `name` for `env` (check_teleop's checks passed): see the module docstring."""
+    """The teleop `name` for `env` of `kind` (check_teleop's checks passed): see the module docstring."""
+    if kind == "game":
+        from record_demo_car_racing import CarRacingKeyboard  # pygame: the `envs` extra
+
+        return CarRacingKeyboard(env)
+    robot = kind == "robot"
     if name == "scripted":
         return RobotScriptedTeleop(env, noise, seed) if robot else ScriptedTeleop(env, noise, seed)
     if robot:
