@@ -18,7 +18,7 @@ import os
 import gymnasium as gym
 import numpy as np
 import pygame
-from record_demo_teleop import Command, DemoError, _Teleop
+from record_demo_teleop import Command, DemoError, Teleop
 from tqdm import tqdm
 
 BRAKE = 0.8  # gymnasium's play script brakes with 0.8: 1.0 locks the wheels
@@ -45,7 +45,7 @@ def rescale(action: np.ndarray, source: gym.spaces.Box, target: gym.spaces.Box) 
     return (target.low + fraction * (target.high - target.low)).astype(np.float32)
 
 
-class CarRacingKeyboard(_Teleop):
+class CarRacingKeyboard(Teleop):
     """The held arrow keys of the game's window -> the env's action, once per env step. Held keys
     persist across attempts, as the keyboard does: a key released during a reset arrives as a
     KEYUP at the next step."""

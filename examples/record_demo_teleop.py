@@ -88,7 +88,7 @@ def make_teleop(name: str, env: gym.Env, kind: str, noise: float = 0.0, seed: in
     return KeyboardTeleop() if name == "keyboard" else SpaceMouseTeleop()
 
 
-class _Teleop:
+class Teleop:
     """Defaults: nothing to open or close, nothing to reset between attempts."""
 
     def __enter__(self):
@@ -129,7 +129,7 @@ def spacemouse_to_action(x: float, y: float, z: float, gripper_closed: bool) -> 
     return np.append(np.clip(move, -1.0, 1.0), 1.0 if gripper_closed else -1.0).astype(np.float32)
 
 
-class ScriptedTeleop(_Teleop):
+class ScriptedTeleop(Teleop):
     """franka_sim's PickCubeExpert with Gaussian action noise; in the vision env it is handed the
     cube position, which the camera observations hide."""
 
@@ -143,7 +143,7 @@ class ScriptedTeleop(_Teleop):
         return Command(self._expert.act(obs))
 
 
-class KeyboardTeleop(_Teleop):
+class KeyboardTeleop(Teleop):
     """Keys from the controlling terminal, read without blocking once per step."""
 
     def __init__(self):
@@ -175,7 +175,7 @@ class KeyboardTeleop(_Teleop):
         return command
 
 
-class SpaceMouseTeleop(_Teleop):
+class SpaceMouseTeleop(Teleop):
     """A 3Dconnexion SpaceMouse through pyspacemouse: the puck moves the TCP, the left button
     toggles the gripper, the right button gives up the attempt."""
 
@@ -216,7 +216,7 @@ class SpaceMouseTeleop(_Teleop):
 
 
 # -- the robot (franka_env) ------------------------------------------------------------------------
-class RobotScriptedTeleop(_Teleop):
+class RobotScriptedTeleop(Teleop):
     """The expert franka_env.experts has for the env's task (e.g. ReachExpert), fed the env's own
     dict observation."""
 
@@ -233,7 +233,7 @@ class RobotScriptedTeleop(_Teleop):
         return Command(self._expert.act(env_observation(self._env, obs)))
 
 
-class OperatorTeleop(_Teleop):
+class OperatorTeleop(Teleop):
     """A person drives the arm with a franka_env device, mapped exactly as in a HIL intervention
     (SpaceMouseIntervention.operator_action: dead zone, the operator's frame turned to the base
     frame by `operator_yaw`, close / open buttons). While the operator does nothing the arm holds
