@@ -1,7 +1,7 @@
 """Learner loop overhead: run_learner's updates/s over bare update_high_utd calls/s, in the same process.
 
-The learner loop adds sampling (a prefetch thread), demo mixing, publishing the policy after every
-update (handed to the transport's publisher thread), metrics rows and the throttle bookkeeping around
+The learner loop adds sampling (a prefetch thread), demo mixing, publishing the policy (at most every
+publish_period_s, handed to the transport's publisher thread), metrics rows and the throttle bookkeeping around
 `update_high_utd`. This measures what that costs: in one process, alternately,
   bare: `agent.update_high_utd(batch)` on a device-resident batch, back to back, blocked at the end
         of each window (as the loop's steady state, which never blocks per update);
