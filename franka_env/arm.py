@@ -10,6 +10,7 @@ refused or aborted", which the env turns into a clean episode end.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +26,12 @@ STOP_TIMEOUT_S = 2.0  # a stopped motion ends within this (it only has to brake)
 
 class RobotError(RuntimeError):
     """The arm cannot be used: connection refused or lost, or automatic error recovery failed."""
+
+
+class MotionError(RuntimeError):
+    """franky's motion generator gave up on the running motion (its trajectory planner, e.g. "Motion
+    planner failed with error code -110"). franky raises these as plain RuntimeError; FrankaArm
+    re-raises them as this type, one of `FrankaArm.errors`, so the env ends the episode cleanly."""
 
 
 def import_franky():
@@ -65,7 +72,7 @@ class FrankaArm:
         franky = import_franky()
         self._franky = franky
         self.errors = (franky.ControlException, franky.CommandException, franky.NetworkException,
-                       franky.ProtocolException, franky.Exception)
+                       franky.ProtocolException, franky.Exception, MotionError)
         kwargs = {"realtime_config": franky.RealtimeConfig.Ignore} if realtime_ignore else {}
         try:
             self._robot = franky.Robot(robot_ip, default_torque_threshold=safety.collision_torque,
@@ -117,11 +124,13 @@ class FrankaArm:
         reaction = franky.CartesianVelocityReaction(self._force_condition, franky.CartesianVelocityStopMotion())
         reaction.register_callback(lambda *_: self.force_stop.set())
         motion.add_reaction(reaction)
-        self._robot.move(motion, asynchronous=True)
+        with self._motion_errors():
+            self._robot.move(motion, asynchronous=True)
 
     def poll(self) -> None:
-        """Raises the error the real-time loop stored, if any (a reflex, a lost connection)."""
-        self._robot.poll_motion()
+        """Raises the error the real-time loop stored, if any (a reflex, a lost connection, a failed motion)."""
+        with self._motion_errors():
+            self._robot.poll_motion()
 
     def move_joints(self, q, dynamics_factor: float, timeout: float) -> None:
         self._move_blocking(self._franky.JointMotion(np.asarray(q, dtype=np.float64),
@@ -176,14 +185,26 @@ class FrankaArm:
 
     # -- helpers ---------------------------------------------------------------------------------
     def _move_blocking(self, motion, timeout: float) -> None:
-        self._robot.move(motion, asynchronous=True)
+        with self._motion_errors():
+            self._robot.move(motion, asynchronous=True)
         if not self._join(timeout):
             self.stop()
             raise RobotError(f"{type(motion).__name__} did not finish within {timeout} s")
 
     def _join(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        while not self._robot.join_motion(timeout=JOIN_POLL_S):
-            if time.monotonic() > deadline:
-                return False
+        with self._motion_errors():
+            while not self._robot.join_motion(timeout=JOIN_POLL_S):
+                if time.monotonic() > deadline:
+                    return False
         return True
+
+    @contextlib.contextmanager
+    def _motion_errors(self):
+        """franky's plain RuntimeErrors from a motion become MotionError (see there)."""
+        try:
+            yield
+        except self.errors:
+            raise
+        except RuntimeError as error:
+            raise MotionError(str(error)) from error

@@ -214,6 +214,35 @@ def test_a_reflex_is_recovered_and_ends_the_episode_cleanly(env, franky_sim):
     assert tcp(observations[-1])[1] - tcp(obs)[1] > 0.005 and "robot_error" not in infos[-1]
 
 
+class PlannerFailsOnce:
+    """The connected franky.Robot, except that its next poll_motion raises what franky raised once in
+    benchmarks/robot_loop.py (a plain RuntimeError from its trajectory planner) and crashed the actor."""
+
+    def __init__(self, robot):
+        self._robot, self.failed = robot, False
+
+    def poll_motion(self):
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("Motion planner failed with error code -110")
+        return self._robot.poll_motion()
+
+    def __getattr__(self, name):
+        return getattr(self._robot, name)
+
+
+def test_a_failed_motion_planner_ends_the_episode_cleanly(env):
+    env.reset(seed=0)
+    arm = env.unwrapped._arm
+    arm._robot = PlannerFailsOnce(arm._robot)
+    observations, infos = run(env, [0, 1.0, 0, -1.0], 5)
+    assert len(infos) == 1 and "MotionError: Motion planner failed" in infos[0]["robot_error"], infos
+    assert observations[-1] in env.observation_space
+    obs, _ = env.reset(seed=0)
+    observations, infos = run(env, [0, 1.0, 0, -1.0], 15)
+    assert tcp(observations[-1])[1] - tcp(obs)[1] > 0.005 and "robot_error" not in infos[-1]
+
+
 @pytest.mark.parametrize("wrench, reason", [("0 0 -40 0 0 0", "external force"), ("0 0 0 0 0 6", "external torque")])
 def test_external_force_or_torque_stops_the_arm_and_ends_the_episode(env, franky_sim, wrench, reason):
     env.reset(seed=0)
