@@ -25,26 +25,33 @@ from serl_launcher.utils.launcher import make_replay_buffer, make_sac_agent, mak
 from serl_launcher.utils.timer_utils import Timer
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("env", "PandaPickCube-v0", "Name of environment.")
-flags.DEFINE_string("exp_name", None, "Name of the experiment for wandb logging.")
-flags.DEFINE_integer("max_traj_length", 100, "Maximum length of trajectory.")
-flags.DEFINE_integer("seed", 42, "Random seed.")
-flags.DEFINE_integer("batch_size", 16, "Batch size.")
-flags.DEFINE_integer("utd_ratio", 2, "UTD ratio.")
-flags.DEFINE_integer("replay_buffer_capacity", 10000, "Replay buffer capacity.")
-flags.DEFINE_integer("random_steps", 50, "Sample random actions for this many steps.")
-flags.DEFINE_integer("training_starts", 100, "Training starts after this many steps.")
-flags.DEFINE_integer("steps_per_update", 30, "Number of steps per update the server.")
-flags.DEFINE_integer("log_period", 10, "Logging period.")
-flags.DEFINE_integer("eval_period", 150, "Evaluation period.")
-flags.DEFINE_integer("eval_n_trajs", 2, "Number of trajectories for evaluation.")
-flags.DEFINE_integer("max_steps", 300, "Maximum number of training steps.")
-flags.DEFINE_bool("learner", False, "Is this a learner or a trainer.")
-flags.DEFINE_bool("actor", False, "Is this a learner or a trainer.")
-flags.DEFINE_string("ip", "localhost", "IP address of the learner.")
-flags.DEFINE_integer("port_number", 5488, "Learner's port.")
-flags.DEFINE_integer("broadcast_port", 5489, "Learner's params port.")
-flags.DEFINE_bool("debug", True, "Debug mode.")
+# Roles and addresses.
+flags.DEFINE_bool("learner", False, "Run the learning process.")
+flags.DEFINE_bool("actor", False, "Run the acting process.")
+flags.DEFINE_string("ip", "localhost", "Where the learner listens (actor side).")
+flags.DEFINE_integer("port_number", 5488, "The learner's request port.")
+flags.DEFINE_integer("broadcast_port", 5489, "The learner's params port.")
+# The task and the agent (small: this script runs inside the test suite).
+flags.DEFINE_string("env", "PandaPickCube-v0", "Gymnasium id to train on.")
+flags.DEFINE_integer("seed", 42, "Seeds the env, the agent and the sampling key.")
+flags.DEFINE_integer("batch_size", 16, "Transitions per critic minibatch.")
+flags.DEFINE_integer("utd_ratio", 2, "Critic minibatches per update_high_utd call.")
+flags.DEFINE_integer("replay_buffer_capacity", 10000, "Transitions the learner keeps.")
+SCHEDULE = {  # flag: (default, help), SERL's names with this test's small values
+    "max_steps": (300, "Env steps (actor) or updates (learner)."),
+    "max_traj_length": (100, "Episode step cap."),
+    "random_steps": (50, "Actor: uniform random actions before this step."),
+    "training_starts": (100, "Learner: transitions to collect before updating."),
+    "steps_per_update": (30, "Actor: env steps between data_store flushes."),
+    "log_period": (10, "Learner: updates between log rows."),
+    "eval_period": (150, "Actor: env steps between evaluations."),
+    "eval_n_trajs": (2, "Actor: episodes per evaluation."),
+}
+for _name, (_default, _help) in SCHEDULE.items():
+    flags.DEFINE_integer(_name, _default, _help)
+# Logging.
+flags.DEFINE_string("exp_name", None, "wandb run name.")
+flags.DEFINE_bool("debug", True, "No wandb (the test's default).")
 
 
 def actor(agent: SACAgent, data_store, env, sampling_rng):
@@ -62,12 +69,10 @@ def actor(agent: SACAgent, data_store, env, sampling_rng):
     for step in tqdm.tqdm(range(FLAGS.max_steps), dynamic_ncols=True):
         timer.tick("total")
         with timer.context("sample_actions"):
-            if step < FLAGS.random_steps:
-                actions = env.action_space.sample()
-            else:
-                sampling_rng, key = jax.random.split(sampling_rng)
-                actions = agent.sample_actions(observations=jax.device_put(obs), seed=key, deterministic=False)
-                actions = np.asarray(jax.device_get(actions))
+            sampling_rng, key = jax.random.split(sampling_rng)
+            policy_actions = agent.sample_actions(observations=jax.device_put(obs), seed=key, deterministic=False)
+            explore = step < FLAGS.random_steps
+            actions = env.action_space.sample() if explore else np.asarray(jax.device_get(policy_actions))
         with timer.context("step_env"):
             next_obs, reward, done, truncated, info = env.step(actions)
             data_store.insert(dict(observations=obs, actions=actions, next_observations=next_obs,
@@ -109,17 +114,14 @@ def learner(agent: SACAgent, replay_buffer, replay_iterator, wandb_logger=None):
     pbar.close()
     server.publish_network(agent.state.params)
     timer = Timer()
-    for _ in tqdm.tqdm(range(FLAGS.max_steps), dynamic_ncols=True, desc="learner"):
+    for update_steps in tqdm.tqdm(range(FLAGS.max_steps), dynamic_ncols=True, desc="learner"):
         with timer.context("sample_replay_buffer"):
             batch = next(replay_iterator)
         with timer.context("train"):
-            agent, update_info = agent.update_high_utd(batch, utd_ratio=FLAGS.utd_ratio)
-            agent = jax.block_until_ready(agent)
-            server.publish_network(agent.state.params)
-        if update_steps % FLAGS.log_period == 0 and wandb_logger:
-            wandb_logger.log(update_info, step=update_steps)
-            wandb_logger.log({"timer": timer.get_average_times()}, step=update_steps)
-        update_steps += 1
+            agent, update_info = jax.block_until_ready(agent.update_high_utd(batch, utd_ratio=FLAGS.utd_ratio))
+        server.publish_network(agent.state.params)
+        if wandb_logger and update_steps % FLAGS.log_period == 0:  # nested dicts, as SERL's logger takes them
+            wandb_logger.log({**update_info, "timer": timer.get_average_times()}, step=update_steps)
     server.stop()
 
 
