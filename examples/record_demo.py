@@ -19,7 +19,7 @@ PandaPickCube-v0 through gymnasium's FlattenObservation, a float32 (10,) vector 
 gymnasium flattens the sorted dict keys (block_pos, panda/gripper_pos, panda/tcp_pos, panda/tcp_vel);
 PandaPickCubeVision-v0 as its dict (images + state), where RLDS's '/'-joined feature paths turn the
 key "panda/tcp_pos" into nested "panda" -> "tcp_pos" (see split_slash_keys); FrankaReach-v0's state
-dict flattened to (23,), as examples/async_sac_franka's actor stores it. Every episode's
+dict flattened to (26,), as examples/async_sac_franka's actor stores it. Every episode's
 episode_metadata/observation_layout spells the layout out, and the dataset's name says which it is.
 
 Transitions are SAC's {observations, actions, next_observations, rewards, masks, dones}, written

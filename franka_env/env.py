@@ -309,7 +309,7 @@ class FrankaEnv(gym.Env):
         observation = {"state": {
             "tcp_pose": f32(state.tcp_pose), "tcp_vel": f32(state.tcp_vel),
             "gripper_pose": f32([state.gripper_closure]), "tcp_force": f32(state.wrench[:3]),
-            "tcp_torque": f32(state.wrench[3:]), **self.task.observe()}}
+            "tcp_torque": f32(state.wrench[3:]), **self.task.observe(state)}}
         if self.cameras is not None:
             try:
                 observation["images"] = self.cameras.read()

@@ -19,10 +19,14 @@ Observation (float32), a nested dict (SERL's layout):
 Rendering: render_mode="rgb_array" renders the `render_camera` ("overview": the whole arm and the
 workspace; also "front", "wrist") at `render_size` pixels (480), for videos; "human" opens a viewer.
 
-Reward, in [-1, 0]:  0.3 * exp(-20 * |tcp - cube|) + 0.7 * clip(lift / 0.1, 0, 1) - 1,
-    lift = cube height above its resting height. It is SERL's shaped reward (closeness plus
-    lift) shifted by -1 so that every step costs something: with termination on success, a
-    positive per-step reward would teach the agent to hover just below the success height.
+Reward, in [-1, 0], lift = cube height above its resting height, d = |tcp - cube| (m):
+    reward_type="shaped" (default): 0.3 * exp(-20 d) + 0.7 * clip(lift / 0.1, 0, 1) - 1.
+        SERL's shaped reward (closeness plus lift) shifted by -1 so that every step costs
+        something: with termination on success, a positive per-step reward would teach the agent
+        to hover just below the success height.
+    reward_type="staged": 0.2 * (1 - tanh(5 d)) + 0.1 * grasp + 0.7 * clip(lift / 0.1, 0, 1) - 1.
+        Stages as in robosuite's Lift (reach, grasp, lift) with a wider reach basin: the reach
+        term still pulls from 30 cm away (0.02 there, 0.0007 for "shaped"), where the cube starts.
 Success: lift >= 0.1 m (cube centre 10 cm above where it rested after reset). The step that
     reaches it has info["success"] = True and terminated = True. info["grasp"] is True while
     both fingers touch the cube. Episodes are truncated after 100 steps by TimeLimit.
@@ -50,6 +54,7 @@ CUBE_SAMPLING = np.array([[0.3, -0.25], [0.55, 0.25]])  # cube centre xy, unifor
 FINGER_OPEN = 0.04  # metres per finger
 SUCCESS_LIFT = 0.1  # metres
 ACTION_SCALE = 0.03  # metres of TCP displacement per unit action per step (1.5 m/s at most)
+REWARD_TYPES = ("shaped", "staged")
 
 
 class PandaPickCubeEnv(gym.Env):
@@ -69,6 +74,7 @@ class PandaPickCubeEnv(gym.Env):
         control_dt: float = 0.02,
         physics_dt: float = 0.002,
         action_scale: float = ACTION_SCALE,
+        reward_type: str = "shaped",
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             modes = self.metadata["render_modes"]
@@ -80,6 +86,8 @@ class PandaPickCubeEnv(gym.Env):
             raise ValueError(f"control_dt ({control_dt}) must be a whole multiple of physics_dt ({physics_dt})")
         if action_scale <= 0:
             raise ValueError(f"action_scale must be positive, got {action_scale}")
+        if reward_type not in REWARD_TYPES:
+            raise ValueError(f"reward_type must be one of {REWARD_TYPES}, got {reward_type!r}")
 
         self.render_mode = render_mode
         self.image_obs = image_obs
@@ -87,6 +95,7 @@ class PandaPickCubeEnv(gym.Env):
         self.metadata = {**self.metadata, "render_fps": int(round(1.0 / control_dt))}
         self._n_substeps = n_substeps
         self._action_scale = action_scale
+        self.reward_type = reward_type
 
         self.model = mujoco.MjModel.from_xml_path(str(SCENE_XML))
         self.model.opt.timestep = physics_dt
@@ -157,11 +166,11 @@ class PandaPickCubeEnv(gym.Env):
         cube = self.data.xpos[self._cube_body]
         lift = cube[2] - self._rest_z
         success = bool(lift >= SUCCESS_LIFT)
-        closeness = np.exp(-20.0 * np.linalg.norm(cube - tcp))
-        reward = 0.3 * closeness + 0.7 * np.clip(lift / SUCCESS_LIFT, 0.0, 1.0) - 1.0
+        grasp = self._grasping()
+        reward = self._reward(float(np.linalg.norm(cube - tcp)), grasp, lift)
         if self.render_mode == "human":
             self.render()
-        return self._observation(), float(reward), success, False, {"success": success, "grasp": self._grasping()}
+        return self._observation(), reward, success, False, {"success": success, "grasp": grasp}
 
     def render(self):
         if self.render_mode == "rgb_array":
@@ -182,6 +191,12 @@ class PandaPickCubeEnv(gym.Env):
         return self.data.xpos[self._cube_body].astype(np.float32)
 
     # -- helpers -------------------------------------------------------------------------------
+    def _reward(self, distance: float, grasp: bool, lift: float) -> float:
+        lifted = float(np.clip(lift / SUCCESS_LIFT, 0.0, 1.0))
+        if self.reward_type == "staged":
+            return 0.2 * (1.0 - np.tanh(5.0 * distance)) + 0.1 * grasp + 0.7 * lifted - 1.0
+        return 0.3 * np.exp(-20.0 * distance) + 0.7 * lifted - 1.0
+
     def _observation(self) -> dict:
         d = self.data
         mujoco.mj_objectVelocity(self.model, d, mujoco.mjtObj.mjOBJ_SITE, self._tcp_site, self._site_vel, 0)  # world

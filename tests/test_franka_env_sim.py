@@ -97,7 +97,8 @@ def test_reset_reaches_the_home_pose_with_the_gripper_open(env):
     assert obs in env.observation_space
     assert {k: v.shape for k, v in obs["state"].items()} == {
         "tcp_pose": (7,), "tcp_vel": (6,), "gripper_pose": (1,), "tcp_force": (3,), "tcp_torque": (3,),
-        "target_pos": (3,)}
+        "target_pos": (3,), "target_offset": (3,)}
+    np.testing.assert_allclose(obs["state"]["target_offset"], (obs["state"]["target_pos"] - pose[:3]) / 0.1, atol=1e-5)
     assert all(v.dtype == np.float32 for v in obs["state"].values())
 
 
@@ -374,7 +375,7 @@ def test_a_learner_gets_the_agents_spaces_without_an_arm(franky_sim):
     env = make_env("franka_env:FrankaReach-v0", robot_ip=franky_sim.ip, realtime_ignore=True)
     try:
         assert agent_spaces(*reach_spaces()) == (env.observation_space, env.action_space)
-        assert env.observation_space.shape == (23,)  # the state dict, flattened as for SAC
+        assert env.observation_space.shape == (26,)  # the state dict, flattened as for SAC
     finally:
         env.close()
 

@@ -247,14 +247,17 @@ def test_reach_task_samples_targets_and_scores_distance():
     targets = []
     for seed in range(50):
         assert task.reset(np.random.default_rng(seed), home) is home
-        targets.append(task.observe()["target_pos"])
+        targets.append(task.observe(arm_state(home[:3]))["target_pos"])
     targets = np.array(targets)
     assert targets.dtype == np.float32 and np.all(targets >= [0.4, -0.1, 0.2]) and np.all(targets <= [0.5, 0.1, 0.3])
     assert len(np.unique(targets[:, 0])) == 50
     task.reset(np.random.default_rng(3), home)
-    first = task.observe()["target_pos"]
+    first = task.observe(arm_state(home[:3]))["target_pos"]
     task.reset(np.random.default_rng(3), home)
-    np.testing.assert_array_equal(first, task.observe()["target_pos"])
+    np.testing.assert_array_equal(first, task.observe(arm_state(home[:3]))["target_pos"])
+    offset = task.observe(arm_state(task.target + [0.03, -0.01, 0.0]))["target_offset"]
+    assert offset.dtype == np.float32
+    np.testing.assert_allclose(offset, [-0.3, 0.1, 0.0], atol=1e-6)  # towards the target, in units of 10 cm
     reward, success = task.evaluate(arm_state(task.target + [0.03, 0.0, 0.04]))
     assert reward == pytest.approx(-0.05) and not success
     reward, success = task.evaluate(arm_state(task.target + [0.0, 0.015, 0.0]))
@@ -268,7 +271,7 @@ def test_pose_threshold_task_is_serls_binary_pose_reward():
     task = PoseThresholdTask(target, position_threshold=(0.01, 0.01, 0.005), rotation_threshold=(0.1, 0.1, 0.2),
                              reset_offset=(0, 0, 0.1))
     np.testing.assert_allclose(task.reset(np.random.default_rng(0), np.zeros(7)), np.r_[0.5, 0.1, 0.3, DOWN])
-    assert task.observe() == {}
+    assert task.observe(arm_state(target[:3])) == {}
     assert task.evaluate(arm_state(target[:3] + [0.009, -0.009, 0.004])) == (1.0, True)
     assert task.evaluate(arm_state(target[:3] + [0.0, 0.0, 0.006])) == (0.0, False)
     yawed = (Rotation.from_quat(DOWN) * Rotation.from_rotvec([0, 0, 0.15])).as_quat()

@@ -123,7 +123,15 @@ def test_episode_is_truncated_after_100_steps(env):
         assert truncated == (step == 100)
 
 
-def test_reward_formula_and_success_termination(env):
+REWARDS = {
+    "shaped": lambda d, grasp, lifted: 0.3 * np.exp(-20 * d) + 0.7 * lifted - 1,
+    "staged": lambda d, grasp, lifted: 0.2 * (1 - np.tanh(5 * d)) + 0.1 * grasp + 0.7 * lifted - 1,
+}
+
+
+@pytest.mark.parametrize("reward_type", sorted(REWARDS))
+def test_reward_formula_and_success_termination(reward_type):
+    env = gym.make("PandaPickCube-v0", reward_type=reward_type)
     expert = PickCubeExpert()
     obs, _ = env.reset(seed=3)
     rest_z = obs["state"]["block_pos"][2]
@@ -131,15 +139,21 @@ def test_reward_formula_and_success_termination(env):
     for _ in range(100):
         obs, reward, terminated, truncated, info = env.step(expert.act(obs))
         tcp, cube = obs["state"]["panda/tcp_pos"], obs["state"]["block_pos"]
-        lift = cube[2] - rest_z
-        expected = 0.3 * np.exp(-20 * np.linalg.norm(cube - tcp)) + 0.7 * np.clip(lift / SUCCESS_LIFT, 0, 1) - 1
+        lifted = np.clip((cube[2] - rest_z) / SUCCESS_LIFT, 0, 1)
+        expected = REWARDS[reward_type](np.linalg.norm(cube - tcp), info["grasp"], lifted)
         assert reward == pytest.approx(expected, abs=1e-5)
-        assert info["success"] == terminated == (lift >= SUCCESS_LIFT - 1e-6)
+        assert info["success"] == terminated == (cube[2] - rest_z >= SUCCESS_LIFT - 1e-6)
         grasped |= info["grasp"]
         if terminated or truncated:
             break
+    env.close()
     assert terminated and grasped
     assert reward > -0.1  # near the maximum at success
+
+
+def test_unknown_reward_type_is_refused():
+    with pytest.raises(ValueError, match="reward_type"):
+        PandaPickCubeEnv(reward_type="sparse")
 
 
 def test_action_moves_tcp_in_commanded_direction(env):

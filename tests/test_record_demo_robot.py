@@ -67,7 +67,7 @@ def test_scripted_reach_demos_load_into_the_robot_learners_demo_buffer(franky_si
         np.testing.assert_allclose(episode["reward"][:-1], -np.array(distances[1:]), atol=1e-5)
         metadata = episode["episode_metadata"]
         assert metadata["env_id"] == REACH.encode() and metadata["teleop"] == b"scripted noise_std=0.0"
-        assert metadata["observation_layout"].startswith(b"FlattenObservation float32 (23,)")
+        assert metadata["observation_layout"].startswith(b"FlattenObservation float32 (26,)")
         assert b"state/target_pos[" in metadata["observation_layout"]
     first_targets = [_state(e["observation"][:1])[0]["target_pos"] for e in episodes]
     assert not np.allclose(*first_targets)  # the seeded resets sampled two targets

@@ -23,10 +23,14 @@ flags.DEFINE_list("hidden_dims", ["256", "256"], "Hidden layer sizes of actor an
 flags.DEFINE_integer("critic_ensemble_size", 10, "Critic ensemble size (REDQ).")
 flags.DEFINE_integer("critic_subsample_size", 2, "Critics the target takes the min over (0: all).")
 flags.DEFINE_float("discount", 0.99, "Discount factor.")
+flags.DEFINE_enum("reward_type", None, ["shaped", "staged"],
+                  "franka_sim pick-cube reward (franka_sim/pick_cube.py); default: the env's own.")
 cli.define_flags(exp_name="pick_cube")
 
 
 def env_factory(render: bool, **env_kwargs):
+    if FLAGS.reward_type:
+        env_kwargs["reward_type"] = FLAGS.reward_type
     return make_env(FLAGS.env, seed=FLAGS.seed, **env_kwargs, **({"render_mode": "human"} if render else {}))
 
 
