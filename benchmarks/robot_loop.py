@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=20.0, help="stop after this long (wall-clock)")
     parser.add_argument("--target", type=float, default=0.9, help="stop once an evaluation reaches this success")
     parser.add_argument("--eval_period", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=42, help="learner and actor seed")
     parser.add_argument("--eval_episodes", type=int, default=5)
     parser.add_argument("--agent_flags", default="--critic_ensemble_size 2 --critic_subsample_size 0",
                         help="learner agent flags (this actor builds the same agent)")
@@ -53,7 +54,7 @@ def main() -> None:
     ports = ["--port_number", str(port), "--broadcast_port", str(broadcast), "--bind_address", "127.0.0.1"]
     agent_flags = args.agent_flags.split()
     learner = subprocess.Popen([sys.executable, EXAMPLE, "--learner", "--debug", "--run_dir", args.out,
-                                "--checkpoint_period", "0", *ports, *agent_flags],
+                                "--checkpoint_period", "0", "--seed", str(args.seed), *ports, *agent_flags],
                                stdout=open(os.path.join(args.out, "learner.log"), "w"), stderr=subprocess.STDOUT)
     rows, stop, started = [], threading.Event(), time.monotonic()
 
@@ -67,11 +68,11 @@ def main() -> None:
     try:
         env = make_env("franka_env:FrankaReach-v0", robot_ip=ip, realtime_ignore=True)
         ensemble = int(_flag(agent_flags, "--critic_ensemble_size", 10))
-        agent = make_sac_agent(42, env.observation_space.sample(), env.action_space.sample(), discount=0.97,
+        agent = make_sac_agent(args.seed, env.observation_space.sample(), env.action_space.sample(), discount=0.97,
                                critic_ensemble_size=ensemble,
                                critic_subsample_size=int(_flag(agent_flags, "--critic_subsample_size", 2)) or None)
         config = ActorConfig(max_steps=10**9, random_steps=1000, eval_period=args.eval_period,
-                             eval_episodes=args.eval_episodes)
+                             eval_episodes=args.eval_episodes, seed=args.seed)
         compatibility = {"observation_space": repr(env.observation_space), "action_space": repr(env.action_space),
                          "agent": agent.describe()}
         result = run_actor(config, agent, env, make_trainer_config(port, broadcast, compatibility=compatibility),
@@ -92,8 +93,8 @@ def _report(rows: list, result, args, cpu: str) -> None:
     periods = [r for r in rows if "actor/period_p50_ms" in r]
     evals = [r for r in rows if "eval/success_rate" in r]
     missed = periods[-1].get("actor/missed_deadlines", 0) if periods else 0
-    print(f"\n# {time.strftime('%Y-%m-%d %H:%M')} {cpu}, {os.cpu_count()} CPUs; franky-sim, learner and actor "
-          f"on this machine; load {os.getloadavg()[0]:.1f}")
+    print(f"\n# {time.strftime('%Y-%m-%d %H:%M')} seed {args.seed}, {cpu}, {os.cpu_count()} CPUs; franky-sim, "
+          f"learner and actor on this machine; load {os.getloadavg()[0]:.1f}")
     print(f"actor: {result.env_steps} env steps, {result.episodes} episodes, transport {result.transport}")
     if periods:
         print(f"control period per 10 s window: p50 median {np.median([r['actor/period_p50_ms'] for r in periods]):.2f} ms,"
