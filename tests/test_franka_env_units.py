@@ -577,3 +577,27 @@ def test_stop_on_signals_stops_the_arm_before_interrupting(signum, exception):
     if exception is SystemExit:
         assert raised.value.code == 128 + signal.SIGTERM
     assert signal.getsignal(signum) is before  # restored
+
+
+def test_reach_observations_stand_in_has_frankareach_spaces_and_follows_the_expert():
+    """benchmarks/reach_observations.py's kinematic stand-in: FrankaReach-v0's spaces, and the
+    scripted expert reaches the target on it (so its ablation is about observations, not dynamics)."""
+    from gymnasium.utils.env_checker import check_env
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+    from reach_observations import KinematicReach
+
+    observation_space, action_space = FrankaEnv.spaces(ReachTask())
+    env = KinematicReach(offset_multiplier=1.0)
+    assert env.observation_space == observation_space and env.action_space == action_space
+    check_env(env, skip_render_check=True)
+    assert "target_offset" not in KinematicReach(offset_multiplier=None).reset(seed=0)[0]["state"]
+    obs, _ = env.reset(seed=1)
+    np.testing.assert_allclose(obs["state"]["target_offset"],
+                               (obs["state"]["target_pos"] - obs["state"]["tcp_pose"][:3]) / 0.1, atol=1e-5)
+    expert = ReachExpert(action_space)
+    for step in range(300):
+        obs, reward, terminated, _, info = env.step(expert.act(obs))
+        if terminated:
+            break
+    assert terminated and info["success"] and reward > -0.02
