@@ -78,9 +78,12 @@ def test_launch_inside_tmux_opens_a_window_in_the_current_session(tmp_path):
 @pytest.mark.slow
 def test_launch_without_tmux_runs_in_the_background_and_stops_cleanly_on_ctrl_c(tmp_path):
     run_dir = tmp_path / "run"
+    # As from a terminal, where Ctrl-C is not ignored: when this test runs under a shell's background
+    # job, SIGINT arrives here ignored, bash can then not trap it and the INT would do nothing.
     launch = subprocess.Popen(["bash", f"{EXAMPLE}/launch.sh", *SMALL, *_ports(), "--max_steps", "100000"],
                               env=_env(NO_TMUX="1", RUN_DIR=str(run_dir)), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, cwd=tmp_path, start_new_session=True)
+                              stderr=subprocess.STDOUT, text=True, cwd=tmp_path, start_new_session=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not _learner_rows(run_dir):
         time.sleep(1)

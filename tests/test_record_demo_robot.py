@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(120, method="thread")  # libfranka calls cannot
 
 REACH = "franka_env:FrankaReach-v0"
 HOME = HOME_TCP[:3, 3]
-REACH_DIM = 23  # FrankaReach-v0's state dict, flattened
+REACH_DIM = 26  # FrankaReach-v0's state dict, flattened
 
 
 def _robot(sim, **task):
