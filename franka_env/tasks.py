@@ -1,9 +1,9 @@
 """Tasks: what a FrankaEnv episode asks of the arm.
 
 A task picks the TCP pose an episode starts from, adds its own entries to the observation's
-"state" dict (from the arm's state), and scores each step (reward, success; success ends the episode). The env owns the
-arm, the safety limits and the timing; a task only sees ArmState readings, so a new task is a
-small class and can be unit-tested without a robot.
+"state" dict (from the arm's state), and scores each step (reward, success; success ends the
+episode). The env owns the arm, the safety limits and the timing; a task only sees ArmState
+readings, so a new task is a small class and can be unit-tested without a robot.
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class Task(ABC):
         return home_pose
 
     def observe(self, state: ArmState) -> dict[str, np.ndarray]:
-        """The task's entries of the observation's "state" dict for the arm's `state` (fresh arrays each call)."""
+        """The task's entries of the observation's "state" dict, given the arm's `state` (fresh arrays)."""
         return {}
 
     @abstractmethod
@@ -45,7 +45,7 @@ class Task(ABC):
 class ReachTask(Task):
     """Move the TCP to a target position sampled uniformly in a box at every reset.
 
-    Observation: state/target_pos (3,, m) and state/target_offset (3,): target_pos minus the TCP
+    Observation: state/target_pos (3,; m) and state/target_offset (3,): target_pos minus the TCP
     position in units of OFFSET_UNIT (10 cm). The offset is what the policy acts on, and in these
     units the last centimetres are tenths rather than hundredths: from absolute positions alone,
     SAC learned to come within a few cm but rarely within 2 cm (docs/robot.md has the runs).
