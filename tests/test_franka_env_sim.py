@@ -211,8 +211,14 @@ def test_a_reflex_is_recovered_and_ends_the_episode_cleanly(env, franky_sim):
     with pytest.raises(RuntimeError, match="reset"):
         env.step(np.zeros(4, np.float32))
     obs, _ = env.reset(seed=0)  # the simulated controller rejects moves until recovered: this proves recovery
-    observations, infos = run(env, [0, 1.0, 0, -1.0], 15)
-    assert tcp(observations[-1])[1] - tcp(obs)[1] > 0.005 and "robot_error" not in infos[-1]
+    moved = lambda o: tcp(o)[1] - tcp(obs)[1] > 0.005  # noqa: E731
+    observations, infos = run(env, [0, 1.0, 0, -1.0], 50, until=moved)
+    assert moved(observations[-1]), infos
+    # franky's trajectory planner fails now and then ("Motion planner failed with error code -110",
+    # about once in 20k steps in robot_loop.py, also without reflexes); that ends an episode cleanly
+    # as a MotionError (its own test is below) and is not a failed recovery.
+    errors = [info["robot_error"] for info in infos if "robot_error" in info]
+    assert all(error.startswith("MotionError: Motion planner failed") for error in errors), errors
 
 
 class PlannerFailsOnce:
@@ -240,8 +246,14 @@ def test_a_failed_motion_planner_ends_the_episode_cleanly(env):
     assert len(infos) == 1 and "MotionError: Motion planner failed" in infos[0]["robot_error"], infos
     assert observations[-1] in env.observation_space
     obs, _ = env.reset(seed=0)
-    observations, infos = run(env, [0, 1.0, 0, -1.0], 15)
-    assert tcp(observations[-1])[1] - tcp(obs)[1] > 0.005 and "robot_error" not in infos[-1]
+    moved = lambda o: tcp(o)[1] - tcp(obs)[1] > 0.005  # noqa: E731
+    observations, infos = run(env, [0, 1.0, 0, -1.0], 50, until=moved)
+    assert moved(observations[-1]), infos
+    # franky's trajectory planner fails now and then ("Motion planner failed with error code -110",
+    # about once in 20k steps in robot_loop.py, also without reflexes); that ends an episode cleanly
+    # as a MotionError (its own test is below) and is not a failed recovery.
+    errors = [info["robot_error"] for info in infos if "robot_error" in info]
+    assert all(error.startswith("MotionError: Motion planner failed") for error in errors), errors
 
 
 @pytest.mark.parametrize("wrench, reason", [("0 0 -40 0 0 0", "external force"), ("0 0 0 0 0 6", "external torque")])
