@@ -24,12 +24,12 @@ import gymnasium as gym
 import numpy as np
 
 from franka_env.arm import ArmState
-from franka_env.env import FrankaEnv
+from franka_env.env import ControlConfig, FrankaEnv
 from franka_env.safety import SafetyConfig
 from franka_env.tasks import ReachTask
 
 VARIANTS = {"absolute": None, "offset_m": ReachTask.OFFSET_UNIT, "offset_10cm": 1.0}  # target_offset multiplier
-CONTROL_DT, ACTION_SCALE = 0.02, 0.05  # FrankaEnv's defaults: 50 Hz, 5 cm/s per unit action
+CONTROL = ControlConfig()  # FrankaEnv's defaults: 50 Hz, 5 cm/s per unit action
 VELOCITY_RESPONSE = 0.45  # fraction of the velocity error closed per step (franky-sim: 5 cm/s within 5 steps)
 HOME = np.array([0.46, 0.0, 0.40, 1.0, 0.0, 0.0, 0.0])  # TCP pose at FrankaEnv's home joints, gripper down
 
@@ -54,9 +54,9 @@ class KinematicReach(gym.Env):
         return self._observation(), {"success": False}
 
     def step(self, action):
-        target_velocity = np.clip(action[:3], -1, 1) * ACTION_SCALE
+        target_velocity = np.clip(action[:3], -1, 1) * CONTROL.action_scale
         self.velocity += VELOCITY_RESPONSE * (target_velocity - self.velocity)
-        self.pose[:3] = np.clip(self.pose[:3] + self.velocity * CONTROL_DT, self._low, self._high)
+        self.pose[:3] = np.clip(self.pose[:3] + self.velocity * CONTROL.control_dt, self._low, self._high)
         reward, success = self.task.evaluate(self._arm_state())
         return self._observation(), reward, success, False, {"success": success}
 
@@ -65,9 +65,9 @@ class KinematicReach(gym.Env):
 
     def _observation(self) -> dict:
         f32 = lambda x: np.asarray(x, np.float32)  # noqa: E731
-        state = {"tcp_pose": f32(self.pose), "tcp_vel": f32(np.r_[self.velocity, np.zeros(3)]),
-                 "gripper_pose": f32([0.0]), "tcp_force": f32(np.zeros(3)), "tcp_torque": f32(np.zeros(3)),
-                 **self.task.observe(self._arm_state())}
+        arm = self._arm_state()
+        state = {"tcp_pose": f32(arm.tcp_pose), "tcp_vel": f32(arm.tcp_vel), "gripper_pose": f32([arm.gripper_closure]),
+                 "tcp_force": f32(arm.wrench[:3]), "tcp_torque": f32(arm.wrench[3:]), **self.task.observe(arm)}
         if self.offset_multiplier is None:
             del state["target_offset"]
         else:
