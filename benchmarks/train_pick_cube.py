@@ -4,6 +4,7 @@
     python benchmarks/train_pick_cube.py                      # defaults of `make train`
     python benchmarks/train_pick_cube.py --compare_demos      # without, then with demos/pick_cube_20_scripted
     python benchmarks/train_pick_cube.py --vision --with_demos  # DrQ from the two cameras, 20 scripted vision demos
+    python benchmarks/train_pick_cube.py --plot "seed 42=runs/a/no_demos/curve.json" ...  # saved curves, one figure
 
 Prints the evaluation curve (deterministic policy, --eval_n_trajs episodes every --eval_period env steps,
 read from the actor's metrics rows, <run>/actor_metrics.jsonl),
@@ -90,7 +91,8 @@ def plot(results, path: str, target: float) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (by_steps, by_time) = plt.subplots(1, 2, figsize=(11, 4))
+    legend_rows = -(-len(results) // 2)
+    fig, (by_steps, by_time) = plt.subplots(1, 2, figsize=(11, 4 + 0.25 * legend_rows))
     for result in results:
         steps = [p["env_steps"] for p in result["curve"]]
         minutes = [p["minutes"] for p in result["curve"]]
@@ -103,10 +105,26 @@ def plot(results, path: str, target: float) -> None:
         axis.set_ylabel("eval success rate")
         axis.set_ylim(-0.05, 1.05)
         axis.grid(alpha=0.3)
-        axis.legend()
     fig.suptitle("PandaPickCube: async learner + 1 actor on this machine")
-    fig.tight_layout()
+    fig.legend(*by_steps.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize="small")
+    fig.tight_layout(rect=(0, 0.06 * legend_rows, 1, 1))  # room below the axes for the legend
     fig.savefig(path, dpi=100)
+
+
+def plot_saved(labelled_paths, out_dir: str, target: float) -> None:
+    results = []
+    for item in labelled_paths:
+        label, sep, path = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--plot takes LABEL=CURVE_JSON, got {item!r}")
+        with open(path) as f:
+            results.append({**json.load(f), "name": label})
+    os.makedirs(out_dir, exist_ok=True)
+    plot_path = os.path.join(out_dir, "success_curve.png")
+    plot(results, plot_path, target)
+    for result in results:
+        print(summary(result, target))
+    print(f"curve: {plot_path}")
 
 
 def summary(result, target: float) -> str:
@@ -127,7 +145,7 @@ def main():
     parser.add_argument("--max_minutes", type=float, default=TARGET_MINUTES + 5)
     parser.add_argument("--eval_period", type=int, default=1000)
     parser.add_argument("--eval_n_trajs", type=int, default=10)
-    parser.add_argument("--target_utd", type=float, default=4.0)
+    parser.add_argument("--target_utd", type=float, default=8.0)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--demos", default=os.path.join(ROOT, "demos", "pick_cube_20_scripted"))
     parser.add_argument("--compare_demos", action="store_true", help="run without demos, then with --demos")
@@ -136,8 +154,13 @@ def main():
                         help="PandaPickCubeVision-v0 with the pixel agent (examples/async_drq_sim); --demos defaults to "
                              "20 scripted vision demos, recorded into runs/demos/pick_cube_vision_20 if missing")
     parser.add_argument("--out_dir", default=os.path.join(ROOT, "runs", "bench_pick_cube"))
+    parser.add_argument("--plot", nargs="+", metavar="LABEL=CURVE_JSON",
+                        help="only plot these saved curves (<run>/curve.json) together into --out_dir/success_curve.png")
     parser.add_argument("flags", nargs="*", help="extra flags for both processes (after --)")
     args = parser.parse_args()
+    if args.plot:
+        plot_saved(args.plot, args.out_dir, args.target_success)
+        return
 
     if args.vision and args.demos == parser.get_default("demos"):
         args.demos = os.path.join(ROOT, "runs", "demos", "pick_cube_vision_20")

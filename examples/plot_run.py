@@ -35,6 +35,8 @@ def main(run_dir: str) -> str:
         axis.plot(x, [r[key] for r in evals], marker="o")
         axis.set_xlabel(xlabel)
         axis.set_ylabel(label)
+        if key == "eval/success_rate":
+            axis.set_ylim(-0.05, 1.05)  # the whole range, so a run stuck at 0 or at 1 reads as such
         axis.grid(alpha=0.3)
     fig.suptitle(os.path.basename(os.path.abspath(run_dir)))
     fig.tight_layout()

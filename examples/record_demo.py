@@ -15,8 +15,9 @@ result with `--preload_rlds_path DIR` (or `episodes_to_transitions(read_rlds_dat
 
 Observations are stored exactly as the training examples see them (the env comes from the same
 serl_launcher.utils.launcher.make_env), so the demos go into their replay buffers unchanged:
-PandaPickCube-v0 through gymnasium's FlattenObservation, a float32 (10,) vector in the order
-gymnasium flattens the sorted dict keys (block_pos, panda/gripper_pos, panda/tcp_pos, panda/tcp_vel);
+PandaPickCube-v0 through gymnasium's FlattenObservation, a float32 (13,) vector in the order
+gymnasium flattens the sorted dict keys (block_offset, block_pos, panda/gripper_pos, panda/tcp_pos,
+panda/tcp_vel);
 PandaPickCubeVision-v0 as its dict (images + state), where RLDS's '/'-joined feature paths turn the
 key "panda/tcp_pos" into nested "panda" -> "tcp_pos" (see split_slash_keys); FrankaReach-v0's state
 dict flattened to (26,), as examples/async_sac_franka's actor stores it. Every episode's

@@ -13,8 +13,14 @@ Observation (float32), a nested dict (SERL's layout):
     state/panda/gripper_pos (1,) finger closure, measured (SERL reports the command): 0 = open
                                  (8 cm), ~0.5 = holding the 4 cm cube, 1 = closed on nothing
     state/block_pos (3,)         cube centre (state env only)
+    state/block_offset (3,)      cube centre minus TCP, in units of 10 cm (state env only; SERL's env
+                                 has no such key: block_offset=False leaves it out). The policy would
+                                 otherwise have to compute this difference of two ~0.4 m inputs: from
+                                 scratch, with it, SAC lifts the cube in 90% of evaluations within
+                                 ~15k env steps; without it, not once in 25k (README, Benchmarks).
     images/front, images/wrist   (image_size, image_size, 3) uint8 (vision env only)
-`gymnasium.wrappers.FlattenObservation` turns the state env's dict into a (10,) vector.
+`gymnasium.wrappers.FlattenObservation` turns the state env's dict into a (13,) vector ((10,) without
+block_offset).
 
 Rendering: render_mode="rgb_array" renders the `render_camera` ("overview": the whole arm and the
 workspace; also "front", "wrist") at `render_size` pixels (480), for videos; "human" opens a viewer.
@@ -53,6 +59,7 @@ WORKSPACE = np.array([[0.25, -0.3, 0.015], [0.65, 0.3, 0.4]])  # TCP target box,
 CUBE_SAMPLING = np.array([[0.3, -0.25], [0.55, 0.25]])  # cube centre xy, uniform
 FINGER_OPEN = 0.04  # metres per finger
 SUCCESS_LIFT = 0.1  # metres
+OFFSET_UNIT = np.float32(0.1)  # metres per unit of the block_offset observation
 ACTION_SCALE = 0.03  # metres of TCP displacement per unit action per step (1.5 m/s at most)
 REWARD_TYPES = ("shaped", "staged")
 
@@ -75,6 +82,7 @@ class PandaPickCubeEnv(gym.Env):
         physics_dt: float = 0.002,
         action_scale: float = ACTION_SCALE,
         reward_type: str = "shaped",
+        block_offset: bool | None = None,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             modes = self.metadata["render_modes"]
@@ -88,6 +96,9 @@ class PandaPickCubeEnv(gym.Env):
             raise ValueError(f"action_scale must be positive, got {action_scale}")
         if reward_type not in REWARD_TYPES:
             raise ValueError(f"reward_type must be one of {REWARD_TYPES}, got {reward_type!r}")
+        if block_offset and image_obs:
+            raise ValueError("block_offset is privileged state: the vision env observes the cube through its cameras")
+        block_offset = not image_obs if block_offset is None else block_offset
 
         self.render_mode = render_mode
         self.image_obs = image_obs
@@ -96,6 +107,7 @@ class PandaPickCubeEnv(gym.Env):
         self._n_substeps = n_substeps
         self._action_scale = action_scale
         self.reward_type = reward_type
+        self.block_offset = block_offset
 
         self.model = mujoco.MjModel.from_xml_path(str(SCENE_XML))
         self.model.opt.timestep = physics_dt
@@ -132,7 +144,10 @@ class PandaPickCubeEnv(gym.Env):
             images = spaces.Dict({"front": img, "wrist": img})
             self.observation_space = spaces.Dict({"state": spaces.Dict(state), "images": images})
         else:
-            self.observation_space = spaces.Dict({"state": spaces.Dict({**state, "block_pos": vec(3)})})
+            state["block_pos"] = vec(3)
+            if block_offset:
+                state["block_offset"] = vec(3)
+            self.observation_space = spaces.Dict({"state": spaces.Dict(state)})
 
     # -- gymnasium API -------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -208,6 +223,8 @@ class PandaPickCubeEnv(gym.Env):
         }
         if not self.image_obs:
             state["block_pos"] = self.block_pos
+            if self.block_offset:
+                state["block_offset"] = (state["block_pos"] - state["panda/tcp_pos"]) / OFFSET_UNIT
             return {"state": state}
         images = {cam: self._cameras.render(d, cam) for cam in ("front", "wrist")}
         return {"state": state, "images": images}

@@ -73,6 +73,19 @@ def test_learner_and_actor_processes_train_checkpoint_and_resume(tmp_path):
     resumed = [row["learner/step"] for row in read_jsonl(str(tmp_path / "metrics.jsonl")) if "learner/step" in row]
     assert resumed[-1] == final_step + 10 and len(resumed) > len(learner_rows)
 
+    # The checkpoint evaluates on its own; an env built differently from training's is a clear error.
+    evaluated = _eval_checkpoint(tmp_path / "checkpoints", "--eval_episodes", "1")
+    assert evaluated.returncode == 0 and "1 episodes, mean return" in evaluated.stdout, evaluated.stderr[-3000:]
+    refused = _eval_checkpoint(tmp_path / "checkpoints", "--env_kwargs", '{"block_offset": false}')
+    assert refused.returncode != 0 and "build the env as training did" in refused.stderr, refused.stderr[-3000:]
+    assert "Traceback" not in refused.stderr
+
+
+def _eval_checkpoint(checkpoints, *flags):
+    script = os.path.join(ROOT, "examples", "async_sac_state_sim", "eval_checkpoint.py")
+    return subprocess.run([sys.executable, script, "--checkpoint_path", str(checkpoints), *flags], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+
 
 def _run(flags, timeout=120):
     return subprocess.run([sys.executable, SCRIPT, "--debug", *flags], capture_output=True, text=True,

@@ -85,13 +85,37 @@ def test_state_observation_layout_and_flat_variant(env):
     assert env.spec.max_episode_steps == 100
     assert env.action_space == gym.spaces.Box(-1, 1, (4,), np.float32)
     shapes = {k: v.shape for k, v in obs["state"].items()}
-    assert shapes == {"panda/tcp_pos": (3,), "panda/tcp_vel": (3,), "panda/gripper_pos": (1,), "block_pos": (3,)}
+    assert shapes == {"panda/tcp_pos": (3,), "panda/tcp_vel": (3,), "panda/gripper_pos": (1,), "block_pos": (3,),
+                      "block_offset": (3,)}
     assert all(v.dtype == np.float32 for v in obs["state"].values())
     assert info == {"success": False, "grasp": False}
     flat = gym.wrappers.FlattenObservation(env)
     flat_obs, _ = flat.reset(seed=0)
-    assert flat.observation_space.shape == (10,) and flat_obs.dtype == np.float32
+    assert flat.observation_space.shape == (13,) and flat_obs.dtype == np.float32
     np.testing.assert_array_equal(np.sort(flat_obs), np.sort(np.concatenate(list(obs["state"].values()))))
+
+
+def test_block_offset_observation_is_cube_minus_tcp_in_10_cm_units():
+    env = gym.make("PandaPickCube-v0")
+    obs, _ = env.reset(seed=3)
+    for _ in range(20):
+        state = obs["state"]
+        np.testing.assert_allclose(state["block_offset"], (state["block_pos"] - state["panda/tcp_pos"]) / 0.1,
+                                   atol=1e-6)
+        assert state["block_offset"].dtype == np.float32
+        obs, *_ = env.step(np.array([0.5, -0.3, -0.8, 1.0]))
+    assert np.linalg.norm(obs["state"]["block_offset"]) > 0
+    flat = gym.wrappers.FlattenObservation(env)
+    assert flat.observation_space.shape == (13,) and flat.observation_space.contains(flat.reset(seed=3)[0])
+    env.close()
+
+
+def test_serl_observation_without_block_offset():
+    env = gym.make("PandaPickCube-v0", block_offset=False)
+    obs, _ = env.reset(seed=0)
+    assert sorted(obs["state"]) == ["block_pos", "panda/gripper_pos", "panda/tcp_pos", "panda/tcp_vel"]
+    assert gym.wrappers.FlattenObservation(env).observation_space.shape == (10,)
+    assert "block_offset" not in gym.make("PandaPickCubeVision-v0").observation_space["state"].spaces
 
 
 def test_same_seed_same_trajectory(env):
@@ -320,6 +344,7 @@ def test_control_and_physics_dt():
         ({"render_mode": "video"}, "render_mode"),
         ({"image_size": 0}, "image size"),
         ({"action_scale": -1.0}, "action_scale"),
+        ({"image_obs": True, "block_offset": True}, "privileged"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, match):

@@ -17,8 +17,8 @@ from tests.helpers import import_example
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "examples" / "record_demo.py"
 SHIPPED = ROOT / "demos" / "pick_cube_20_scripted"
-STATE_LEAVES = {"state/block_pos": (3,), "state/panda/gripper_pos": (1,), "state/panda/tcp_pos": (3,),
-                "state/panda/tcp_vel": (3,)}
+STATE_LEAVES = {"state/block_offset": (3,), "state/block_pos": (3,), "state/panda/gripper_pos": (1,),
+                "state/panda/tcp_pos": (3,), "state/panda/tcp_vel": (3,)}
 
 
 rd = import_example("record_demo")
@@ -33,7 +33,7 @@ def _unflatten(flat):
 def _check_successful_state_episode(episode):
     """A successful PandaPickCube-v0 episode in the final-observation layout, with flat observations."""
     obs, n = episode["observation"], len(episode["is_first"])
-    assert obs.shape == (n, 10) and obs.dtype == np.float32
+    assert obs.shape == (n, 13) and obs.dtype == np.float32
     assert episode["action"].shape == (n, 4) and np.all(np.abs(episode["action"]) <= 1.0)
     assert episode["is_terminal"][-1] and episode["is_terminal"].sum() == 1
     assert np.all(episode["discount"][:-2] == 1.0) and episode["discount"][-2] == 0.0  # the success step's mask
@@ -58,7 +58,7 @@ def test_scripted_recording_round_trip(tmp_path):
 
     transitions = list(episodes_to_transitions(episodes))
     assert len(transitions) == summary.transitions == sum(len(e["is_first"]) - 1 for e in episodes)
-    assert all(t["observations"].shape == t["next_observations"].shape == (10,) for t in transitions)
+    assert all(t["observations"].shape == t["next_observations"].shape == (13,) for t in transitions)
     assert sum(t["masks"] == 0 for t in transitions) == 3 and sum(t["dones"] for t in transitions) == 3
 
     assert json.loads((out / "dataset_info.json").read_text())["name"] == "panda_pick_cube_flat_state"
@@ -68,7 +68,7 @@ def test_observation_layout_matches_flatten_observation():
     """The layout stored with the demos must say where gymnasium's FlattenObservation puts each key."""
     env = rd.make_env("PandaPickCube-v0", render=False)
     layout = rd.observation_layout(env)
-    assert layout.startswith("FlattenObservation float32 (10,)")
+    assert layout.startswith("FlattenObservation float32 (13,)")
     sample = env.env.observation_space.sample()
     flat = gym.spaces.flatten(env.env.observation_space, sample)
     for path in STATE_LEAVES:
@@ -176,7 +176,7 @@ def test_shipped_demos_plug_into_the_state_learners_replay_buffer():
     buffer = ReplayBuffer(env.observation_space, env.action_space, capacity=2_000)
     count = 0
     for transition in episodes_to_transitions(episodes):
-        assert transition["observations"].shape == (10,) and transition["actions"].shape == (4,)
+        assert transition["observations"].shape == (13,) and transition["actions"].shape == (4,)
         buffer.insert(transition)
         count += 1
     assert len(buffer) == count == sum(len(e["is_first"]) - 1 for e in episodes)
