@@ -15,7 +15,8 @@ import numpy as np
 from franka_sim.pick_cube import ACTION_SCALE
 
 class PickCubeExpert:
-    """Maps a PandaPickCube-v0 observation (dict or flattened (10,)) to an action in [-1, 1]^4."""
+    """Maps a PandaPickCube-v0 observation (dict or flattened; with or without block_offset) to an action
+    in [-1, 1]^4."""
 
     HOVER = 0.06  # m above the cube centre before descending
     DESCEND = 0.02  # m, horizontal distance to the cube under which the gripper goes down

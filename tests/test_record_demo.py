@@ -182,6 +182,17 @@ def test_shipped_demos_plug_into_the_state_learners_replay_buffer():
     assert len(buffer) == count == sum(len(e["is_first"]) - 1 for e in episodes)
 
 
+def test_demos_of_another_observation_layout_are_refused_by_name():
+    from serl_launcher.runtime.config import LearnerConfig
+    from serl_launcher.runtime.learner import make_buffers
+    from serl_launcher.utils.launcher import make_env
+
+    serl_env = make_env("PandaPickCube-v0", block_offset=False)  # SERL's 10 floats; the shipped demos hold 13
+    with pytest.raises(ValueError, match=r"pick_cube_20_scripted do not fit .*\(760, 10\).*other env options"):
+        make_buffers(LearnerConfig(demos_path=str(SHIPPED), demo_ratio=0.5, replay_buffer_capacity=100),
+                     serl_env.observation_space, serl_env.action_space)
+
+
 def _run_cli(*args, stdin=subprocess.DEVNULL):
     env = {**os.environ, "MUJOCO_GL": "egl"}
     return subprocess.run([sys.executable, str(SCRIPT), *args], stdin=stdin, capture_output=True, text=True,

@@ -25,6 +25,7 @@ from serl_launcher.data.demo_mixing import MixedSampler
 from serl_launcher.data.image_replay_buffer import ImageReplayBuffer, image_leaves_of
 from serl_launcher.data.prefetch import PrefetchIterator
 from serl_launcher.data.replay_buffer import ReplayBuffer
+from serl_launcher.data.validation import InvalidTransitions
 from serl_launcher.runtime.config import LearnerConfig
 from serl_launcher.runtime.data_stores import LearnerDataStore, RLDSLog
 from serl_launcher.runtime.metrics import ProgressFn
@@ -137,12 +138,16 @@ def make_buffers(config: LearnerConfig, observation_space, action_space):
 
         transitions = conform_to_space(stack_transitions(read_rlds_dataset(config.demos_path)), observation_space)
         count = len(transitions["rewards"])
-        if config.demo_ratio > 0:  # a buffer of their own, sampled at a fixed fraction of every batch
-            demos = make_replay_buffer(observation_space, action_space, count + config.demo_buffer_capacity,
-                                       config.seed + 1)
-            demos.insert_stacked(transitions)
-        else:
-            buffer.insert_stacked(transitions)
+        try:
+            if config.demo_ratio > 0:  # a buffer of their own, sampled at a fixed fraction of every batch
+                demos = make_replay_buffer(observation_space, action_space, count + config.demo_buffer_capacity,
+                                           config.seed + 1)
+                demos.insert_stacked(transitions)
+            else:
+                buffer.insert_stacked(transitions)
+        except InvalidTransitions as error:
+            raise ValueError(f"demos {config.demos_path} do not fit the env's spaces ({error}): were they recorded "
+                             "with other env options? (demos/README.md)") from error
         logger.info("loaded %d demonstration transitions from %s (%s)", count, config.demos_path,
                     f"{config.demo_ratio:.0%} of every batch" if demos is not None else "into the replay buffer")
     elif config.demo_ratio > 0:
