@@ -8,6 +8,9 @@ batch 256 x 8). Prints calls/s per round and each variant's median ratio to "fp3
     bf16_critic   the critic ensemble's matmuls in bfloat16 with float32 accumulation
                   (jnp.matmul(..., preferred_element_type=float32)); everything else float32
     xla_legacy    XLA_FLAGS=--xla_cpu_use_thunk_runtime=false (XLA:CPU's previous runtime)
+    split2        each ensemble layer as 2 independent matmuls of 5 members (that XLA may run
+                  concurrently, one per core) instead of one batched matmul of 10
+    split2_st     split2 with XLA_FLAGS=--xla_cpu_multi_thread_eigen=false (each matmul on one thread)
 A variant earns a place in the agent only if it pays here (and then leaves learning unaffected).
 
     python benchmarks/learner_cpu_variants.py --rounds 3
@@ -23,7 +26,8 @@ import time
 
 import numpy as np
 
-VARIANTS = {"fp32": {}, "bf16_critic": {}, "xla_legacy": {"XLA_FLAGS": "--xla_cpu_use_thunk_runtime=false"}}
+VARIANTS = {"fp32": {}, "bf16_critic": {}, "xla_legacy": {"XLA_FLAGS": "--xla_cpu_use_thunk_runtime=false"},
+            "split2": {}, "split2_st": {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"}}
 
 
 def child(variant: str, calls: int) -> None:
@@ -41,6 +45,21 @@ def child(variant: str, calls: int) -> None:
             return product + bias[:, None, :]
 
         mlp.ensemble_dense = bf16_ensemble_dense  # EnsembleDense looks it up at trace time
+    if variant.startswith("split2"):
+        from serl_launcher.networks import mlp
+
+        shipped = mlp.ensemble_dense
+
+        def split_ensemble_dense(x, kernel, bias):
+            members = kernel.shape[0]
+            if members < 4:  # the 2 target members stay one matmul
+                return shipped(x, kernel, bias)
+            half = members // 2
+            parts = [shipped(x if x.ndim == 2 else x[lo:hi], kernel[lo:hi], bias[lo:hi])
+                     for lo, hi in ((0, half), (half, members))]
+            return jnp.concatenate(parts, axis=0)
+
+        mlp.ensemble_dense = split_ensemble_dense
     import learner_throughput as shapes
 
     agent = shapes._our_agent(10, {})

@@ -105,7 +105,7 @@ def test_learner_and_actor_train_throttle_report_and_checkpoint(tmp_path):
 
     # The checkpoint rebuilds the agent alone, and it acts exactly as the learner's final agent.
     loaded = load_agent(str(tmp_path / "checkpoints"))
-    observations = np.random.default_rng(0).normal(size=(8, 10)).astype(np.float32)
+    observations = np.random.default_rng(0).normal(size=(8, *make_env(ENV).observation_space.shape)).astype(np.float32)
     np.testing.assert_array_equal(loaded.sample_actions(observations, argmax=True),
                                   learner_result.agent.sample_actions(observations, argmax=True))
 
@@ -183,8 +183,9 @@ def test_intervened_transitions_also_go_to_the_demo_buffer():
     online = ReplayBuffer(env.observation_space, env.action_space, 100)
     demos = ReplayBuffer(env.observation_space, env.action_space, 100)
     store = LearnerDataStore(online, demos)
-    n = 6
-    columns = {"observations": np.zeros((n, 10), np.float32), "next_observations": np.zeros((n, 10), np.float32),
+    n, obs_shape = 6, env.observation_space.shape
+    columns = {"observations": np.zeros((n, *obs_shape), np.float32),
+               "next_observations": np.zeros((n, *obs_shape), np.float32),
                "actions": np.zeros((n, 4), np.float32), "rewards": np.arange(n, dtype=np.float32),
                "masks": np.ones(n, np.float32), "dones": np.zeros(n, bool),
                "intervened": np.array([0, 1, 0, 0, 1, 0], bool)}

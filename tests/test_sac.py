@@ -60,6 +60,15 @@ def test_sample_actions_single_and_batched(agent):
         agent.sample_actions(np.zeros(OBS_DIM, np.float32))
 
 
+@pytest.mark.parametrize("shape", [(OBS_DIM + 3,), (7, OBS_DIM - 1), (2, 3, OBS_DIM + 1)])
+def test_an_observation_of_another_shape_is_a_clear_error(agent, shape):
+    """E.g. a policy trained on SERL's 10-float pick-cube state fed the 13-float one: named, not a flax error."""
+    with pytest.raises(ValueError, match=rf"has shape \({shape[0]},.*the agent takes \({OBS_DIM},\)"):
+        agent.sample_actions(np.zeros(shape, np.float32), argmax=True)
+    with pytest.raises(ValueError, match="the agent takes"):
+        agent.update(_batch(4, obs_dim=shape[-1]))
+
+
 def test_update_high_utd_equals_critic_steps_then_actor_step(agent):
     batch = _batch(32)
     fused, fused_info = agent.update_high_utd(batch, utd_ratio=4)

@@ -78,7 +78,11 @@ def flatten_leaves(spec: ObservationSpec, observation) -> jax.Array:
         raise ValueError(f"observation structure {treedef} differs from the agent's {expected}")
     specs = list(spec.leaves())
     first_rank = len(specs[0][1])
-    batch_shape = jnp.shape(leaves[0])[: jnp.ndim(leaves[0]) - first_rank]
+    batch_shape = jnp.shape(leaves[0])[: max(0, jnp.ndim(leaves[0]) - first_rank)]
+    for (keys, shape, _), leaf in zip(specs, leaves):
+        if jnp.shape(leaf) != batch_shape + shape:
+            raise ValueError(f"observation {leaf_name(keys)} has shape {jnp.shape(leaf)}; the agent takes {shape} "
+                             f"per observation{f' (batch {batch_shape})' if batch_shape else ''}")
     flat = [jnp.reshape(jnp.asarray(x, jnp.float32), batch_shape + (-1,)) for x in leaves]
     return flat[0] if len(flat) == 1 else jnp.concatenate(flat, axis=-1)
 
