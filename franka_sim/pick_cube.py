@@ -16,8 +16,8 @@ Observation (float32), a nested dict (SERL's layout):
     state/block_offset (3,)      cube centre minus TCP, in units of 10 cm (state env only; SERL's env
                                  has no such key: block_offset=False leaves it out). The policy would
                                  otherwise have to compute this difference of two ~0.4 m inputs: from
-                                 scratch, with it, SAC lifts the cube in 90% of evaluations within
-                                 ~15k env steps; without it, not once in 25k (README, Benchmarks).
+                                 scratch, with it, SAC lifts the cube in 90% of evaluations after
+                                 15-19k env steps; without it, not once in 25k (README, Benchmarks).
     images/front, images/wrist   (image_size, image_size, 3) uint8 (vision env only)
 `gymnasium.wrappers.FlattenObservation` turns the state env's dict into a (13,) vector ((10,) without
 block_offset).
